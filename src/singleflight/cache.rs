@@ -1,0 +1,1024 @@
+//! [`StaleCache`]: request coalescing plus a cache that serves stale data
+//! instead of making callers wait on a slow or failing backend.
+
+use std::boxed::Box;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use std::vec::Vec;
+
+use super::clock::{Clock, Spawn, SystemClock};
+use super::flight::{lock, Abort, BoxFut, Flight, Waiter};
+use super::limiter::Limiter;
+
+/// Fetches the value for a key from the backend. Registered once, up front,
+/// so background refreshes need no caller-supplied closure.
+///
+/// Any `Fn(&K, Option<Arc<V>>) -> impl Future<Output = Result<V, E>>` closure
+/// is a loader. The returned future must own what it uses (clone the key).
+///
+/// `previous` is the value currently cached, if any, for conditional
+/// revalidation or merging.
+pub trait Loader<K, V>: Send + Sync + 'static {
+    /// The backend's error type. Shared with every waiter as `Arc<Error>`.
+    type Error: Send + Sync + 'static;
+    /// The future returned by [`Loader::load`].
+    type Future: Future<Output = Result<V, Self::Error>> + Send + 'static;
+    /// Starts one backend call for `key`.
+    fn load(&self, key: &K, previous: Option<Arc<V>>) -> Self::Future;
+}
+
+impl<K, V, E, F, Fut> Loader<K, V> for F
+where
+    F: Fn(&K, Option<Arc<V>>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<V, E>> + Send + 'static,
+    E: Send + Sync + 'static,
+{
+    type Error = E;
+    type Future = Fut;
+    fn load(&self, key: &K, previous: Option<Arc<V>>) -> Fut {
+        self(key, previous)
+    }
+}
+
+/// Exponential backoff applied to consecutive failed attempts on one key.
+///
+/// After `n` consecutive failures the next attempt waits at least
+/// `min(max, initial * multiplier^(n-1))` measured from the end of the failed
+/// attempt (and never less than `Policy::min_refresh_interval` from its start).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub initial: Duration,
+    /// Growth factor per further failure (values below 1.0 are treated as 1.0).
+    pub multiplier: f64,
+    /// Upper bound on the delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 1 s, doubling, capped at 60 s.
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            multiplier: 2.0,
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `failures` consecutive failures (0 → zero).
+    pub fn delay(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let mult = if self.multiplier.is_finite() && self.multiplier > 1.0 {
+            self.multiplier
+        } else {
+            1.0
+        };
+        let exp = i32::try_from(failures - 1).unwrap_or(i32::MAX);
+        let factor = mult.powi(exp);
+        let secs = self.initial.as_secs_f64() * factor;
+        if !secs.is_finite() || secs >= self.max.as_secs_f64() {
+            self.max
+        } else {
+            Duration::from_secs_f64(secs).min(self.max)
+        }
+    }
+}
+
+/// How long values stay fresh, how long stale values may be served, and how
+/// often the backend may be asked.
+///
+/// Ages are measured from when the value was stored. With
+/// `age = now - stored_at`:
+///
+/// * `age < ttl` → fresh;
+/// * `ttl <= age < ttl + stale_while_revalidate` (and `< max_stale`) → stale,
+///   served at once while one refresh runs;
+/// * `ttl + stale_while_revalidate <= age < max_stale` → stale; the caller that
+///   starts a refresh waits for it (and still gets the stale value if it
+///   fails); everyone else gets the stale value at once;
+/// * `age >= max_stale` → never served; treated like a missing value.
+///
+/// The boundaries use `>=`: at exactly `age == ttl` the value is stale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// How long a stored value is fresh. Default 60 s.
+    pub ttl: Duration,
+    /// Non-blocking stale window after `ttl`. Default `Duration::MAX`
+    /// (nobody holding usable stale data ever waits).
+    pub stale_while_revalidate: Duration,
+    /// Absolute bound on the age of anything served, including stale-if-error.
+    /// Default 1 hour. `Duration::MAX` serves stale data forever (go-micro).
+    pub max_stale: Duration,
+    /// Minimum spacing between the starts of two backend attempts on one key
+    /// (except the first load of a key, `invalidate` and `mark_stale`).
+    /// Default 5 s.
+    pub min_refresh_interval: Duration,
+    /// Extra spacing after consecutive failures.
+    pub failure_backoff: Backoff,
+    /// Negative caching for keys with nothing servable: after a failed load,
+    /// callers get [`CacheError::Throttled`] at once, without a backend call,
+    /// until `max(negative_ttl, backoff)` after the failure. `None` disables
+    /// it (a new caller retries at once; errors are then shared but never
+    /// remembered). Default `Some(5 s)`.
+    pub negative_ttl: Option<Duration>,
+    /// Maximum number of keys held (values, negative entries and keys with a
+    /// load in flight). Keys with a load in flight are never evicted, so the
+    /// bound can be exceeded by the number of concurrent loads. Default 10 000.
+    pub max_entries: usize,
+    /// Global cap on concurrently running backend calls across all keys.
+    /// Default `None` (unbounded).
+    pub max_concurrent_loads: Option<usize>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::MAX,
+            max_stale: Duration::from_secs(3600),
+            min_refresh_interval: Duration::from_secs(5),
+            failure_backoff: Backoff::default(),
+            negative_ttl: Some(Duration::from_secs(5)),
+            max_entries: 10_000,
+            max_concurrent_loads: None,
+        }
+    }
+}
+
+/// A value handed back by the cache, with where it came from and how old it is.
+#[derive(Debug)]
+pub struct Hit<V> {
+    /// The value, shared with the cache and every other caller.
+    pub value: Arc<V>,
+    /// The path that produced it.
+    pub source: Source,
+    /// Time since the value was stored (never reset by serving it).
+    pub age: Duration,
+}
+
+impl<V> Clone for Hit<V> {
+    fn clone(&self) -> Self {
+        Hit {
+            value: Arc::clone(&self.value),
+            source: self.source,
+            age: self.age,
+        }
+    }
+}
+
+impl<V> Hit<V> {
+    /// True if the value was served past its `ttl`.
+    pub fn is_stale(&self) -> bool {
+        matches!(self.source, Source::Stale(_))
+    }
+}
+
+/// Where a [`Hit`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A cached value younger than `ttl`.
+    Fresh,
+    /// This caller started the backend call that produced it.
+    Loaded,
+    /// This caller joined a backend call someone else started.
+    Joined,
+    /// A cached value older than `ttl`, served without waiting.
+    Stale(StaleReason),
+}
+
+/// Why a stale value was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StaleReason {
+    /// A refresh is in flight (or was just started in the background).
+    Revalidating,
+    /// A refresh is not allowed yet (`min_refresh_interval`) and the last
+    /// attempt did not fail.
+    Throttled,
+    /// The most recent attempt failed (possibly this caller's own); served
+    /// as stale-if-error while `age < max_stale`.
+    LoadFailed,
+}
+
+/// Why [`StaleCache::get`] produced no value.
+pub enum CacheError<E> {
+    /// The backend call this caller waited on failed. Every waiter of that
+    /// call gets the same `Arc`.
+    Load(Arc<E>),
+    /// Nothing servable, and the key may not be retried yet.
+    Throttled {
+        /// Time until the next attempt is allowed.
+        retry_in: Duration,
+        /// The error of the last failed attempt (`None` after a panic).
+        last_error: Option<Arc<E>>,
+    },
+    /// The loader panicked; the panic message.
+    LoaderPanicked(Arc<str>),
+}
+
+impl<E> Clone for CacheError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            CacheError::Load(e) => CacheError::Load(Arc::clone(e)),
+            CacheError::Throttled {
+                retry_in,
+                last_error,
+            } => CacheError::Throttled {
+                retry_in: *retry_in,
+                last_error: last_error.clone(),
+            },
+            CacheError::LoaderPanicked(m) => CacheError::LoaderPanicked(Arc::clone(m)),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for CacheError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::Load(e) => f.debug_tuple("Load").field(e).finish(),
+            CacheError::Throttled {
+                retry_in,
+                last_error,
+            } => f
+                .debug_struct("Throttled")
+                .field("retry_in", retry_in)
+                .field("last_error", last_error)
+                .finish(),
+            CacheError::LoaderPanicked(m) => f.debug_tuple("LoaderPanicked").field(m).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CacheError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::Load(e) => write!(f, "load failed: {e}"),
+            CacheError::Throttled {
+                retry_in,
+                last_error: Some(e),
+            } => write!(f, "throttled for {retry_in:?} after failure: {e}"),
+            CacheError::Throttled { retry_in, .. } => write!(f, "throttled for {retry_in:?}"),
+            CacheError::LoaderPanicked(m) => write!(f, "loader panicked: {m}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CacheError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CacheError::Load(e) => Some(&**e),
+            CacheError::Throttled {
+                last_error: Some(e),
+                ..
+            } => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// Counters for every path through the cache. See [`StaleCache::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Fresh hits.
+    pub fresh: u64,
+    /// Stale values served while a refresh was in flight.
+    pub stale_revalidating: u64,
+    /// Stale values served because a refresh was not yet allowed.
+    pub stale_throttled: u64,
+    /// Stale values served because the last attempt failed.
+    pub stale_load_failed: u64,
+    /// Results returned to the caller that started the load.
+    pub loaded: u64,
+    /// Results returned to callers that joined someone else's load.
+    pub joined: u64,
+    /// `Throttled` errors returned (negative cache hits).
+    pub throttled_errors: u64,
+    /// Backend calls started (foreground and background).
+    pub loads_started: u64,
+    /// Backend calls that returned `Ok`.
+    pub loads_succeeded: u64,
+    /// Backend calls that returned `Err`.
+    pub loads_failed: u64,
+    /// Backend calls that panicked.
+    pub loads_panicked: u64,
+    /// Loads dropped because every waiter went away.
+    pub loads_abandoned: u64,
+    /// Successful loads not stored because newer data arrived meanwhile.
+    pub loads_discarded: u64,
+    /// Keys evicted to respect `max_entries`.
+    pub evictions: u64,
+    /// Loads currently in flight (a gauge, not a counter).
+    pub in_flight: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    fresh: AtomicU64,
+    stale_revalidating: AtomicU64,
+    stale_throttled: AtomicU64,
+    stale_load_failed: AtomicU64,
+    loaded: AtomicU64,
+    joined: AtomicU64,
+    throttled_errors: AtomicU64,
+    loads_started: AtomicU64,
+    loads_succeeded: AtomicU64,
+    loads_failed: AtomicU64,
+    loads_panicked: AtomicU64,
+    loads_abandoned: AtomicU64,
+    loads_discarded: AtomicU64,
+    evictions: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+#[inline]
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What a flight produces: the value and when it was stored, or the error.
+type Out<V, E> = Result<(Arc<V>, Instant), Arc<E>>;
+
+struct Entry<V, E> {
+    value: Option<Arc<V>>,
+    stored_at: Instant,
+    marked_stale: bool,
+    generation: u64,
+    flight: Option<Arc<Flight<Out<V, E>>>>,
+    /// Earliest start of the next refresh while servable stale data exists.
+    next_attempt: Option<Instant>,
+    /// Negative cache: cold callers fail fast until then.
+    negative_until: Option<Instant>,
+    failures: u32,
+    last_error: Option<Arc<E>>,
+    referenced: bool,
+}
+
+impl<V, E> Entry<V, E> {
+    fn empty(now: Instant, generation: u64) -> Self {
+        Entry {
+            value: None,
+            stored_at: now,
+            marked_stale: false,
+            generation,
+            flight: None,
+            next_attempt: None,
+            negative_until: None,
+            failures: 0,
+            last_error: None,
+            referenced: true,
+        }
+    }
+
+    /// The live flight, dropping a cancelled one.
+    fn live_flight(&mut self) -> Option<&Arc<Flight<Out<V, E>>>> {
+        if self.flight.as_ref().is_some_and(|f| f.is_cancelled()) {
+            self.flight = None;
+        }
+        self.flight.as_ref()
+    }
+
+    fn removable(&self, now: Instant) -> bool {
+        self.value.is_none() && self.flight.is_none() && self.negative_until.is_none_or(|t| t <= now)
+    }
+}
+
+struct Shard<K, V, E> {
+    map: HashMap<K, Entry<V, E>>,
+    /// Second-chance (CLOCK) eviction order. May hold keys that were removed
+    /// or duplicates; those are skipped and compacted away.
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
+    /// Evicts until fewer than `limit` keys remain or nothing is evictable.
+    fn evict_to(&mut self, limit: usize, counters: &Counters) {
+        let mut budget = 2 * self.order.len() + 1;
+        while self.map.len() > limit && budget > 0 {
+            budget -= 1;
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
+            match self.map.get_mut(&k) {
+                None => {}
+                Some(e) if e.flight.is_some() || e.referenced => {
+                    e.referenced = false;
+                    self.order.push_back(k);
+                }
+                Some(_) => {
+                    self.map.remove(&k);
+                    bump(&counters.evictions);
+                }
+            }
+        }
+    }
+
+    fn insert_new(&mut self, key: K, entry: Entry<V, E>, counters: &Counters) -> &mut Entry<V, E> {
+        self.evict_to(self.cap.saturating_sub(1), counters);
+        if self.order.len() > 2 * self.map.len() + 32 {
+            self.order = self.map.keys().cloned().collect();
+        }
+        self.order.push_back(key.clone());
+        self.map.entry(key).or_insert(entry)
+    }
+}
+
+struct Inner<K, V, L: Loader<K, V>> {
+    loader: L,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    spawner: Option<Arc<dyn Spawn>>,
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard<K, V, L::Error>>]>,
+    counters: Counters,
+    next_id: AtomicU64,
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// Configures and builds a [`StaleCache`]. Created by [`StaleCache::builder`].
+pub struct Builder<K, V, L> {
+    loader: L,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    spawner: Option<Arc<dyn Spawn>>,
+    _marker: std::marker::PhantomData<fn(K) -> V>,
+}
+
+impl<K, V, L> Builder<K, V, L>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    L: Loader<K, V>,
+{
+    /// Sets the policy (default: [`Policy::default`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets a spawner: loads and background refreshes then run detached.
+    pub fn spawner(mut self, spawner: impl Spawn) -> Self {
+        self.spawner = Some(Arc::new(spawner));
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> StaleCache<K, V, L> {
+        let cap = self.policy.max_entries.max(1);
+        let n = (cap / 64).clamp(1, 16).next_power_of_two().min(16);
+        let shards = (0..n)
+            .map(|i| {
+                Mutex::new(Shard {
+                    map: HashMap::new(),
+                    order: VecDeque::new(),
+                    cap: cap / n + usize::from(i < cap % n),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        let limiter = self.policy.max_concurrent_loads.map(|n| Limiter::new(n.max(1)));
+        StaleCache {
+            inner: Arc::new(Inner {
+                loader: self.loader,
+                policy: self.policy,
+                clock: self.clock,
+                spawner: self.spawner,
+                hasher: RandomState::new(),
+                shards,
+                counters: Counters::default(),
+                next_id: AtomicU64::new(1),
+                limiter,
+            }),
+        }
+    }
+}
+
+/// A cache that coalesces loads per key and serves stale data instead of
+/// making callers wait on a slow or failing backend.
+///
+/// Decision table for [`get`](StaleCache::get) (`age` = time since stored):
+///
+/// | State | Load in flight | Throttled | Result |
+/// |---|---|---|---|
+/// | fresh | any | any | value, [`Source::Fresh`] |
+/// | stale, `age < max_stale` | yes | any | stale at once, [`StaleReason::Revalidating`] (never joins) |
+/// | stale, `age < max_stale` | no | yes | stale at once, `Throttled` / `LoadFailed` |
+/// | stale, `age < ttl + swr` | no | no | start a refresh; with a spawner return stale at once, otherwise this caller drives the refresh and waits |
+/// | stale, `age >= ttl + swr` | no | no | start a refresh and wait; on failure return stale (`LoadFailed`) |
+/// | none / too old | yes | any | join the load ([`Source::Joined`]) |
+/// | none / too old | no | yes | fail fast: [`CacheError::Throttled`] |
+/// | none / too old | no | no | start a load and wait ([`Source::Loaded`]) |
+///
+/// At most one backend call per key runs at a time (the only exceptions are
+/// explicit: [`invalidate`](StaleCache::invalidate) and
+/// [`mark_stale`](StaleCache::mark_stale) detach the running call). No lock is
+/// held across an `.await`. Without a spawner, every waiter of a load can drive
+/// it, so a waiter that is parked (alive but never polled) or dropped never
+/// blocks the others; dropping the last waiter cancels the load.
+///
+/// Cloning is cheap and shares the cache.
+///
+/// ```
+/// use fairgate::singleflight::{Policy, Source, StaleCache};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let cache = StaleCache::builder(|key: &String, _prev: Option<Arc<usize>>| {
+///     let len = key.len();
+///     async move { Ok::<_, std::io::Error>(len) }
+/// })
+/// .policy(Policy { ttl: Duration::from_secs(30), ..Policy::default() })
+/// .build();
+///
+/// futures::executor::block_on(async {
+///     let hit = cache.get(&"etcd".to_string()).await.unwrap();
+///     assert_eq!((*hit.value, hit.source), (4, Source::Loaded));
+///     let hit = cache.get(&"etcd".to_string()).await.unwrap();
+///     assert_eq!(hit.source, Source::Fresh);
+/// });
+/// ```
+pub struct StaleCache<K, V, L: Loader<K, V>> {
+    inner: Arc<Inner<K, V, L>>,
+}
+
+impl<K, V, L: Loader<K, V>> Clone for StaleCache<K, V, L> {
+    fn clone(&self) -> Self {
+        StaleCache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V, L: Loader<K, V>> fmt::Debug for StaleCache<K, V, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaleCache")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Decision<V, E> {
+    Ready(Result<Hit<V>, CacheError<E>>),
+    Wait {
+        waiter: Waiter<Out<V, E>>,
+        leader: bool,
+        fallback: Option<(Arc<V>, Instant)>,
+    },
+}
+
+impl<K, V, L> StaleCache<K, V, L>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    L: Loader<K, V>,
+{
+    /// Starts configuring a cache around `loader`.
+    pub fn builder(loader: L) -> Builder<K, V, L> {
+        Builder {
+            loader,
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            spawner: None,
+            _marker: std::marker::PhantomData,
+        }
+    }
+
+    /// A cache with the default policy, system clock and no spawner.
+    pub fn new(loader: L) -> Self {
+        Self::builder(loader).build()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Gets the value for `key`, following the decision table in the type
+    /// documentation. Every path that does not wait returns on the first poll.
+    ///
+    /// Cancel-safe: dropping the future at any point leaves the cache
+    /// consistent. If it was the last waiter of a load (and there is no
+    /// spawner) the load is cancelled and the next caller starts afresh.
+    pub async fn get(&self, key: &K) -> Result<Hit<V>, CacheError<L::Error>> {
+        let mut bg = None;
+        let decision = self.inner.decide(key, &mut bg);
+        if let (Some(bg), Some(sp)) = (bg, &self.inner.spawner) {
+            sp.spawn(Box::pin(async move {
+                let _ = bg.await;
+            }));
+        }
+        match decision {
+            Decision::Ready(r) => r,
+            Decision::Wait {
+                waiter,
+                leader,
+                fallback,
+            } => {
+                let out = waiter.await;
+                self.inner.settle(out, leader, fallback)
+            }
+        }
+    }
+
+    /// The cached value, if one may be served, without loading or waiting.
+    pub fn peek(&self, key: &K) -> Option<Hit<V>> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let mut shard = lock(inner.shard(key));
+        let e = shard.map.get_mut(key)?;
+        let value = e.value.clone()?;
+        let age = now.saturating_duration_since(e.stored_at);
+        let source = if !e.marked_stale && age < inner.policy.ttl {
+            Source::Fresh
+        } else if age < inner.policy.max_stale {
+            Source::Stale(if e.live_flight().is_some() {
+                StaleReason::Revalidating
+            } else if e.failures > 0 {
+                StaleReason::LoadFailed
+            } else {
+                StaleReason::Throttled
+            })
+        } else {
+            return None;
+        };
+        Some(Hit { value, source, age })
+    }
+
+    /// Stores `value` (a push or watch update). It is fresh from now on,
+    /// failure state is cleared, and any load already running will not
+    /// overwrite it.
+    pub fn insert(&self, key: K, value: V) {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let generation = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let value = Arc::new(value);
+        let mut shard = lock(inner.shard(&key));
+        let e = match shard.map.get_mut(&key) {
+            Some(e) => e,
+            None => shard.insert_new(key, Entry::empty(now, generation), &inner.counters),
+        };
+        e.value = Some(value);
+        e.stored_at = now;
+        e.marked_stale = false;
+        e.generation = generation;
+        e.failures = 0;
+        e.last_error = None;
+        e.negative_until = None;
+        e.referenced = true;
+    }
+
+    /// Forgets `key` entirely (value, failure and throttle state). A load
+    /// already running keeps serving the callers waiting on it but its result
+    /// is not stored; the next `get` starts a new load at once.
+    pub fn invalidate(&self, key: &K) {
+        let inner = &*self.inner;
+        let mut shard = lock(inner.shard(key));
+        shard.map.remove(key);
+    }
+
+    /// Keeps the value as a fallback but makes the next `get` refresh it at
+    /// once (no throttle). A load already running is detached and its result
+    /// will not be stored.
+    pub fn mark_stale(&self, key: &K) {
+        let inner = &*self.inner;
+        let generation = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut shard = lock(inner.shard(key));
+        if let Some(e) = shard.map.get_mut(key) {
+            e.marked_stale = true;
+            e.generation = generation;
+            e.flight = None;
+            e.next_attempt = None;
+            e.negative_until = None;
+        }
+    }
+
+    /// Number of keys held (values, negative entries, keys being loaded).
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// True if no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            fresh: r(&c.fresh),
+            stale_revalidating: r(&c.stale_revalidating),
+            stale_throttled: r(&c.stale_throttled),
+            stale_load_failed: r(&c.stale_load_failed),
+            loaded: r(&c.loaded),
+            joined: r(&c.joined),
+            throttled_errors: r(&c.throttled_errors),
+            loads_started: r(&c.loads_started),
+            loads_succeeded: r(&c.loads_succeeded),
+            loads_failed: r(&c.loads_failed),
+            loads_panicked: r(&c.loads_panicked),
+            loads_abandoned: r(&c.loads_abandoned),
+            loads_discarded: r(&c.loads_discarded),
+            evictions: r(&c.evictions),
+            in_flight: r(&c.in_flight),
+        }
+    }
+}
+
+impl<K, V, L> Inner<K, V, L>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    L: Loader<K, V>,
+{
+    fn shard(&self, key: &K) -> &Mutex<Shard<K, V, L::Error>> {
+        if self.shards.len() == 1 {
+            return &self.shards[0];
+        }
+        let h = self.hasher.hash_one(key);
+        // Use high bits: HashMap uses the low ones of its own hash.
+        &self.shards[(h >> 40) as usize & (self.shards.len() - 1)]
+    }
+
+    /// Runs the decision table under the shard lock. `bg` receives a waiter
+    /// to hand to the spawner once the lock is released.
+    fn decide(self: &Arc<Self>, key: &K, bg: &mut Option<Waiter<Out<V, L::Error>>>) -> Decision<V, L::Error> {
+        let p = &self.policy;
+        let c = &self.counters;
+        let now = self.clock.now();
+        let mut guard = lock(self.shard(key));
+        let shard = &mut *guard;
+        let e = match shard.map.get_mut(key) {
+            Some(e) => e,
+            None => {
+                let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let e = shard.insert_new(key.clone(), Entry::empty(now, generation), c);
+                let waiter = self.start_flight(e, key, now, false);
+                if self.spawner.is_some() {
+                    *bg = e.flight.as_ref().and_then(|f| f.join());
+                }
+                return Decision::Wait {
+                    waiter,
+                    leader: true,
+                    fallback: None,
+                };
+            }
+        };
+        e.referenced = true;
+        if let Some(v) = &e.value {
+            let age = now.saturating_duration_since(e.stored_at);
+            if !e.marked_stale && age < p.ttl {
+                bump(&c.fresh);
+                return Decision::Ready(Ok(Hit {
+                    value: Arc::clone(v),
+                    source: Source::Fresh,
+                    age,
+                }));
+            }
+            if age < p.max_stale {
+                let v = Arc::clone(v);
+                let stale = |reason, counter: &AtomicU64| {
+                    bump(counter);
+                    Decision::Ready(Ok(Hit {
+                        value: Arc::clone(&v),
+                        source: Source::Stale(reason),
+                        age,
+                    }))
+                };
+                if e.live_flight().is_some() {
+                    return stale(StaleReason::Revalidating, &c.stale_revalidating);
+                }
+                if e.next_attempt.is_some_and(|t| now < t) {
+                    return if e.failures > 0 {
+                        stale(StaleReason::LoadFailed, &c.stale_load_failed)
+                    } else {
+                        stale(StaleReason::Throttled, &c.stale_throttled)
+                    };
+                }
+                let fallback = Some((Arc::clone(&v), e.stored_at));
+                let waiter = self.start_flight(e, key, now, true);
+                let non_blocking = age < p.ttl.saturating_add(p.stale_while_revalidate);
+                if self.spawner.is_some() {
+                    *bg = e.flight.as_ref().and_then(|f| f.join());
+                    if non_blocking {
+                        drop(waiter);
+                        return stale(StaleReason::Revalidating, &c.stale_revalidating);
+                    }
+                }
+                return Decision::Wait {
+                    waiter,
+                    leader: true,
+                    fallback,
+                };
+            }
+        }
+        // Nothing servable.
+        if let Some(f) = e.live_flight() {
+            if let Some(waiter) = f.join() {
+                return Decision::Wait {
+                    waiter,
+                    leader: false,
+                    fallback: None,
+                };
+            }
+        }
+        if let Some(until) = e.negative_until.filter(|t| now < *t) {
+            bump(&c.throttled_errors);
+            return Decision::Ready(Err(CacheError::Throttled {
+                retry_in: until - now,
+                last_error: e.last_error.clone(),
+            }));
+        }
+        let waiter = self.start_flight(e, key, now, false);
+        if self.spawner.is_some() {
+            *bg = e.flight.as_ref().and_then(|f| f.join());
+        }
+        Decision::Wait {
+            waiter,
+            leader: true,
+            fallback: None,
+        }
+    }
+
+    /// Installs a new flight in `e` (attempt time recorded now) and returns
+    /// the initiator's waiter.
+    fn start_flight(
+        self: &Arc<Self>,
+        e: &mut Entry<V, L::Error>,
+        key: &K,
+        now: Instant,
+        with_previous: bool,
+    ) -> Waiter<Out<V, L::Error>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let generation = e.generation;
+        e.next_attempt = now.checked_add(self.policy.min_refresh_interval);
+        bump(&self.counters.loads_started);
+        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+
+        let previous = if with_previous { e.value.clone() } else { None };
+        let inner = Arc::clone(self);
+        let k = key.clone();
+        let fut: BoxFut<Out<V, L::Error>> = Box::pin(async move {
+            let permit = match &inner.limiter {
+                Some(l) => Some(l.acquire().await),
+                None => None,
+            };
+            let res = inner.loader.load(&k, previous).await;
+            drop(permit);
+            inner.finish(&k, id, generation, now, res)
+        });
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let k = key.clone();
+        let hook = Box::new(move |abort: Abort| {
+            if let Some(inner) = weak.upgrade() {
+                inner.aborted(&k, id, generation, now, abort);
+            }
+        });
+        let flight = Flight::new(id, fut, hook);
+        let waiter = flight.join().expect("a new flight is never cancelled");
+        e.flight = Some(flight);
+        waiter
+    }
+
+    fn record_failure(&self, e: &mut Entry<V, L::Error>, started: Instant, now: Instant, err: Option<Arc<L::Error>>) {
+        let p = &self.policy;
+        e.failures = e.failures.saturating_add(1);
+        e.last_error = err;
+        let backoff = p.failure_backoff.delay(e.failures);
+        let by_interval = started.checked_add(p.min_refresh_interval);
+        let by_backoff = now.checked_add(backoff);
+        e.next_attempt = Some(match (by_interval, by_backoff) {
+            (Some(a), Some(b)) => a.max(b),
+            _ => far_future(now),
+        });
+        e.negative_until = p
+            .negative_ttl
+            .map(|d| now.checked_add(d.max(backoff)).unwrap_or_else(|| far_future(now)));
+    }
+
+    fn finish(&self, key: &K, id: u64, generation: u64, started: Instant, res: Result<V, L::Error>) -> Out<V, L::Error> {
+        let c = &self.counters;
+        let now = self.clock.now();
+        let mut shard = lock(self.shard(key));
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let entry = shard.map.get_mut(key);
+        let out = match res {
+            Ok(v) => {
+                bump(&c.loads_succeeded);
+                let v = Arc::new(v);
+                if let Some(e) = entry {
+                    if e.flight.as_ref().is_some_and(|f| f.id() == id) {
+                        e.flight = None;
+                    }
+                    if e.generation == generation {
+                        e.value = Some(Arc::clone(&v));
+                        e.stored_at = now;
+                        e.marked_stale = false;
+                        e.failures = 0;
+                        e.last_error = None;
+                        e.negative_until = None;
+                    } else {
+                        bump(&c.loads_discarded);
+                    }
+                } else {
+                    bump(&c.loads_discarded);
+                }
+                Ok((v, now))
+            }
+            Err(err) => {
+                bump(&c.loads_failed);
+                let err = Arc::new(err);
+                if let Some(e) = entry {
+                    if e.flight.as_ref().is_some_and(|f| f.id() == id) {
+                        e.flight = None;
+                    }
+                    if e.generation == generation {
+                        self.record_failure(e, started, now, Some(Arc::clone(&err)));
+                    }
+                }
+                Err(err)
+            }
+        };
+        let cap = shard.cap;
+        shard.evict_to(cap, c);
+        out
+    }
+
+    fn aborted(&self, key: &K, id: u64, generation: u64, started: Instant, abort: Abort) {
+        let c = &self.counters;
+        let now = self.clock.now();
+        let mut shard = lock(self.shard(key));
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match abort {
+            Abort::Cancelled => bump(&c.loads_abandoned),
+            Abort::Panicked => bump(&c.loads_panicked),
+        }
+        let Some(e) = shard.map.get_mut(key) else {
+            return;
+        };
+        if e.flight.as_ref().is_some_and(|f| f.id() == id) {
+            e.flight = None;
+        }
+        if matches!(abort, Abort::Panicked) && e.generation == generation {
+            self.record_failure(e, started, now, None);
+        }
+        if e.removable(now) {
+            shard.map.remove(key);
+        }
+    }
+
+    fn settle(
+        &self,
+        out: Result<Out<V, L::Error>, Arc<str>>,
+        leader: bool,
+        fallback: Option<(Arc<V>, Instant)>,
+    ) -> Result<Hit<V>, CacheError<L::Error>> {
+        let c = &self.counters;
+        let now = self.clock.now();
+        let err = match out {
+            Ok(Ok((value, at))) => {
+                bump(if leader { &c.loaded } else { &c.joined });
+                return Ok(Hit {
+                    value,
+                    source: if leader { Source::Loaded } else { Source::Joined },
+                    age: now.saturating_duration_since(at),
+                });
+            }
+            Ok(Err(e)) => CacheError::Load(e),
+            Err(msg) => CacheError::LoaderPanicked(msg),
+        };
+        if let Some((value, at)) = fallback {
+            let age = now.saturating_duration_since(at);
+            if age < self.policy.max_stale {
+                bump(&c.stale_load_failed);
+                return Ok(Hit {
+                    value,
+                    source: Source::Stale(StaleReason::LoadFailed),
+                    age,
+                });
+            }
+        }
+        Err(err)
+    }
+}
+
+/// An instant so far ahead it never arrives in practice (for saturated sums).
+fn far_future(now: Instant) -> Instant {
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)).unwrap_or(now)
+}
