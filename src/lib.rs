@@ -1,6 +1,50 @@
-//! fairgate: a strictly fair, lock-free, `no_std` async semaphore.
+//! # fairgate
+//!
+//! A strictly fair, lock-free, `no_std` async semaphore with direct permit handoff.
+//!
+//! * **Strict FIFO.** A released permit is handed straight to the oldest waiter; while anyone
+//!   waits, newcomers (including [`Semaphore::try_acquire`]) see no free permits.
+//! * **Lock-free.** Acquire, try-acquire, release, adding permits and closing never take a
+//!   lock and never wait for another thread. Waiting allocates nothing: the waiter node lives
+//!   inside the [`Acquire`] future.
+//! * **Cancel-safe.** Dropping an acquire future at any point loses no permits and strands no
+//!   other waiter.
+//! * **Once-only permits.** A [`Permit`] releases exactly once, when dropped.
+//! * **Runtime-agnostic and `no_std`.** The core needs neither `std` nor `alloc`.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use fairgate::Semaphore;
+//!
+//! # futures::executor::block_on(async {
+//! let sem = Arc::new(Semaphore::new(3));
+//! let mut tasks = Vec::new();
+//! for i in 0..10 {
+//!     let sem = sem.clone();
+//!     tasks.push(async move {
+//!         let _permit = sem.acquire().await.unwrap(); // at most 3 run at once
+//!         i * 2
+//!     });
+//! }
+//! let results = futures::future::join_all(tasks).await;
+//! assert_eq!(results.iter().sum::<i32>(), 90);
+//! # });
+//! ```
+//!
+//! # Features
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `alloc` | via `std` | owned permits and futures (`Arc<Semaphore>`), [`PollSemaphore`] |
+//! | `std` | yes | `std::error::Error` impls, blocking acquire |
+//! | `singleflight` | no | the stale-cache request-coalescing module |
+//!
+//! # Loom
+//! A crate built with `--cfg loom` gets a fairgate whose atomics and cells are loom's, so
+//! downstream loom models can use it directly.
 #![no_std]
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
@@ -8,5 +52,31 @@ extern crate alloc;
 #[cfg(any(feature = "std", test, loom))]
 extern crate std;
 
+mod acquire;
+mod error;
+mod handoff;
+mod permit;
+mod semaphore;
+mod state;
+mod sync;
+mod waiter;
+
+#[cfg(feature = "std")]
+mod blocking;
+#[cfg(feature = "alloc")]
+mod poll;
+
 #[cfg(feature = "singleflight")]
 pub mod singleflight;
+
+pub use acquire::Acquire;
+#[cfg(feature = "alloc")]
+pub use acquire::AcquireOwned;
+pub use error::{AcquireError, AddPermitsError, TryAcquireError};
+#[cfg(feature = "alloc")]
+pub use permit::OwnedPermit;
+pub use permit::Permit;
+#[cfg(feature = "alloc")]
+pub use poll::PollSemaphore;
+pub use semaphore::Semaphore;
+pub use state::MAX_PERMITS;

@@ -1,0 +1,415 @@
+//! The handoff pass: the only code that touches the waiter list. It runs on whichever thread
+//! holds the `HANDOFF` bit, drains requests, hands permits to the head of the FIFO, resolves
+//! waiters and wakes them after giving the role back. DESIGN.md §2–§4.3.
+
+use core::ptr;
+use core::task::Waker;
+
+use crate::semaphore::Semaphore;
+use crate::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
+use crate::sync::{AtomicPtr, Ordering::*};
+use crate::waiter::{flags::*, Waiter};
+
+/// Request-stack entries are node pointers tagged in their low bits (nodes are 8-aligned).
+pub(crate) mod tag {
+    pub(crate) const ENQUEUE: usize = 0;
+    pub(crate) const CANCEL: usize = 1;
+    pub(crate) const ANCHOR: usize = 2;
+    pub(crate) const MASK: usize = 0b11;
+}
+
+#[inline]
+pub(crate) fn tagged(node: *mut Waiter, t: usize) -> *mut Waiter {
+    node.map_addr(|a| a | t)
+}
+
+#[inline]
+fn untag(entry: *mut Waiter) -> (*mut Waiter, usize) {
+    (entry.map_addr(|a| a & !tag::MASK), entry.addr() & tag::MASK)
+}
+
+/// How many wakers one pass collects before it gives the role back and wakes them.
+const WAKE_BATCH: usize = 16;
+
+struct WakeBatch {
+    wakers: [Option<Waker>; WAKE_BATCH],
+    len: usize,
+}
+
+impl WakeBatch {
+    const EMPTY: Option<Waker> = None;
+
+    fn new() -> Self {
+        Self {
+            wakers: [Self::EMPTY; WAKE_BATCH],
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == WAKE_BATCH
+    }
+
+    fn push(&mut self, waker: Waker) {
+        debug_assert!(!self.is_full());
+        self.wakers[self.len] = Some(waker);
+        self.len += 1;
+    }
+
+    fn wake_all(&mut self) {
+        for slot in &mut self.wakers[..self.len] {
+            if let Some(waker) = slot.take() {
+                waker.wake();
+            }
+        }
+        self.len = 0;
+    }
+}
+
+/// What one holder keeps privately while it owns the list.
+struct Holder {
+    /// Head (oldest) of the circular list; null when empty.
+    head: *mut Waiter,
+    /// Permits taken from deposits and refunds, not yet assigned.
+    pool: usize,
+    /// Linked waiters, published to `Semaphore::waiters` on exit.
+    count: usize,
+    /// The node of the thread running this pass, if any: its owner is running, so it needs
+    /// no wake.
+    me: *const Waiter,
+}
+
+// All functions below require that the caller holds HANDOFF (invariant I2) and that every node
+// reachable from `Holder::head` or from a drained request is alive (invariant I6).
+
+/// Appends `node` at the tail of the circular list.
+///
+/// # Safety
+/// Caller holds HANDOFF; `node` is alive and not linked.
+unsafe fn append(h: &mut Holder, node: *mut Waiter) {
+    // SAFETY: the caller holds HANDOFF, so only this thread reads or writes list links, and
+    // every node on the list is alive (I6).
+    unsafe {
+        if h.head.is_null() {
+            (*node).next.with_mut(|p| *p = node);
+            (*node).prev.with_mut(|p| *p = node);
+            h.head = node;
+        } else {
+            let head = h.head;
+            let tail = (*head).prev.with(|p| *p);
+            (*tail).next.with_mut(|p| *p = node);
+            (*node).prev.with_mut(|p| *p = tail);
+            (*node).next.with_mut(|p| *p = head);
+            (*head).prev.with_mut(|p| *p = node);
+        }
+    }
+    h.count += 1;
+}
+
+/// Removes `node` from the list and marks it unlinked (`prev = null`).
+///
+/// # Safety
+/// Caller holds HANDOFF; `node` is alive and linked.
+unsafe fn unlink(h: &mut Holder, node: *mut Waiter) {
+    // SAFETY: as in `append`.
+    unsafe {
+        let next = (*node).next.with(|p| *p);
+        let prev = (*node).prev.with(|p| *p);
+        if next == node {
+            h.head = ptr::null_mut();
+        } else {
+            (*prev).next.with_mut(|p| *p = next);
+            (*next).prev.with_mut(|p| *p = prev);
+            if h.head == node {
+                h.head = next;
+            }
+        }
+        (*node).prev.with_mut(|p| *p = ptr::null_mut());
+    }
+    h.count -= 1;
+}
+
+/// # Safety
+/// Caller holds HANDOFF; `node` is alive.
+unsafe fn is_linked(node: *mut Waiter) -> bool {
+    // SAFETY: `prev` is holder-private and the caller holds HANDOFF.
+    unsafe { !(*node).prev.with(|p| *p).is_null() }
+}
+
+impl Semaphore {
+    /// Runs handoff passes until no work is left. The caller has just set HANDOFF.
+    pub(crate) fn run_handoff(&self, me: *const Waiter) {
+        let mut batch = WakeBatch::new();
+        loop {
+            // SAFETY: the caller (or the loop below) took HANDOFF.
+            let more = unsafe { self.hold(me, &mut batch) };
+            // The role is given back: no node is touched from here on (I7).
+            batch.wake_all();
+            if !more {
+                return;
+            }
+            // The batch filled while waiters could still be served: take the role again
+            // unless another thread has it (then it will see the deposits we left).
+            let mut s = self.state.load(Relaxed);
+            loop {
+                if s & QUEUED == 0 || s & HANDOFF != 0 {
+                    return;
+                }
+                match self
+                    .state
+                    .compare_exchange_weak(s, s | HANDOFF, AcqRel, Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(actual) => s = actual,
+                }
+            }
+        }
+    }
+
+    /// Holds the role for as many passes as it takes to exit cleanly. Returns true if it left
+    /// because the wake batch filled while the list still had waiters.
+    ///
+    /// # Safety
+    /// The caller holds HANDOFF.
+    unsafe fn hold(&self, me: *const Waiter, batch: &mut WakeBatch) -> bool {
+        let mut h = Holder {
+            head: ptr::null_mut(),
+            pool: 0,
+            count: self.waiters.load(Relaxed),
+            me,
+        };
+        loop {
+            // 1. Take deposits and clear DIRTY (Acquire: pairs with releasers and pushers).
+            let mut s = self.state.load(Acquire);
+            while s & DIRTY != 0 || state::permits(s) != 0 {
+                let taken = state::with_permits(s, 0) & !DIRTY;
+                match self.state.compare_exchange_weak(s, taken, Acquire, Acquire) {
+                    Ok(_) => {
+                        h.pool += state::permits(s);
+                        s = taken;
+                    }
+                    Err(actual) => s = actual,
+                }
+            }
+            let closed = s & CLOSED != 0;
+            // 2. Apply the requests pushed since the last drain.
+            // SAFETY: we hold HANDOFF.
+            unsafe { self.drain(&mut h) };
+            // 3. Hand permits to the head, or close everyone out.
+            // SAFETY: we hold HANDOFF.
+            let full = unsafe { self.hand_out(&mut h, closed, batch) };
+            // 4. Exit, unless new work arrived.
+            if !h.head.is_null()
+                && self
+                    .requests
+                    .compare_exchange(
+                        ptr::null_mut(),
+                        tagged(h.head, tag::ANCHOR),
+                        Release,
+                        Relaxed,
+                    )
+                    .is_err()
+            {
+                // New requests: apply them first (the anchor must be at the bottom).
+                continue;
+            }
+            let s = self.state.load(Acquire);
+            if s & DIRTY != 0 {
+                continue;
+            }
+            let exit = if h.head.is_null() {
+                // Queue empty: leftovers and late deposits become free permits.
+                (s & CLOSED) | state::from_permits(state::permits(s) + h.pool)
+            } else if full {
+                // Leave the pool as deposits for whoever holds the role next.
+                state::with_permits(s & !HANDOFF, state::permits(s) + h.pool)
+            } else if state::permits(s) != 0 {
+                continue;
+            } else {
+                debug_assert_eq!(h.pool, 0, "pool left while the head could take it");
+                s & !HANDOFF
+            };
+            self.waiters.store(h.count, Relaxed);
+            if self
+                .state
+                .compare_exchange(s, exit, AcqRel, Relaxed)
+                .is_ok()
+            {
+                return full && !h.head.is_null();
+            }
+            // The word changed under us (a deposit, a request, a close): another pass.
+        }
+    }
+
+    /// Drains the request stack and applies it in FIFO order.
+    ///
+    /// # Safety
+    /// The caller holds HANDOFF.
+    unsafe fn drain(&self, h: &mut Holder) {
+        let mut top = self.requests.swap(ptr::null_mut(), Acquire);
+        // Reverse into FIFO order, stopping at the anchor (always the bottom entry).
+        let mut fifo: *mut Waiter = ptr::null_mut();
+        while !top.is_null() {
+            let (node, t) = untag(top);
+            if t == tag::ANCHOR {
+                h.head = node;
+                break;
+            }
+            // SAFETY: a pushed request's node is alive until the holder sets DONE on it (I6),
+            // and its link field is holder-owned once drained (the pusher wrote it before the
+            // Release push we synchronised with).
+            unsafe {
+                let link = if t == tag::ENQUEUE {
+                    &(*node).next
+                } else {
+                    &(*node).cancel_next
+                };
+                let below = link.with(|p| *p);
+                link.with_mut(|p| *p = fifo);
+                fifo = top;
+                top = below;
+            }
+        }
+        while !fifo.is_null() {
+            let (node, t) = untag(fifo);
+            // SAFETY: as above; each link is read before the entry is applied, because
+            // applying it rewrites the link (enqueue) or ends our access to the node (cancel).
+            unsafe {
+                if t == tag::ENQUEUE {
+                    fifo = (*node).next.with(|p| *p);
+                    append(h, node);
+                } else {
+                    fifo = (*node).cancel_next.with(|p| *p);
+                    if is_linked(node) {
+                        unlink(h, node);
+                        h.pool += assigned((*node).state.load(Acquire));
+                    }
+                    // Last touch (I6): the owner may free the node once it sees DONE.
+                    (*node).state.fetch_or(DONE, Release);
+                }
+            }
+        }
+    }
+
+    /// Serves the head of the queue from the pool (or closes everyone out). Returns true if it
+    /// stopped because the wake batch is full.
+    ///
+    /// # Safety
+    /// The caller holds HANDOFF.
+    unsafe fn hand_out(&self, h: &mut Holder, closed: bool, batch: &mut WakeBatch) -> bool {
+        while !h.head.is_null() {
+            if batch.is_full() {
+                return true;
+            }
+            let node = h.head;
+            // SAFETY: linked nodes are alive (I6); `requested` is immutable while queued.
+            let (mut s, requested) =
+                unsafe { ((*node).state.load(Acquire), (*node).requested.with(|p| *p)) };
+            if s & CANCELLED != 0 {
+                // SAFETY: we hold HANDOFF and the node is linked.
+                unsafe { unlink(h, node) };
+                h.pool += assigned(s);
+                continue;
+            }
+            if !closed && h.pool == 0 {
+                return false;
+            }
+            let needed = requested - assigned(s);
+            if !closed && h.pool < needed {
+                // Partial assignment to the head; it keeps them while it waits (head-of-line).
+                let add = h.pool << ASSIGNED_SHIFT;
+                // SAFETY: linked nodes are alive.
+                match unsafe { (*node).state.compare_exchange(s, s + add, AcqRel, Acquire) } {
+                    Ok(_) => h.pool = 0,
+                    Err(_) => continue, // the owner toggled REGISTERING or cancelled: re-read
+                }
+                return false;
+            }
+            // SAFETY: we hold HANDOFF and the node is linked.
+            unsafe { unlink(h, node) };
+            let flag = if closed { CLOSED_OUT } else { GRANTED };
+            loop {
+                // SAFETY: the node is alive: DONE is not set and only we set it.
+                match unsafe { self.resolve(h, node, s, flag, batch) } {
+                    Ok(()) => {
+                        if closed {
+                            h.pool += assigned(s);
+                        } else {
+                            h.pool -= needed;
+                        }
+                        break;
+                    }
+                    Err(actual) if actual & CANCELLED != 0 => {
+                        // Lost the race to a cancel: refund; its request will set DONE.
+                        h.pool += assigned(actual);
+                        break;
+                    }
+                    Err(actual) => s = actual,
+                }
+            }
+        }
+        false
+    }
+
+    /// Publishes `flag` on an unlinked node and collects its waker. After this returns `Ok`
+    /// the node is never touched again.
+    ///
+    /// # Safety
+    /// The caller holds HANDOFF and `node` is alive and unresolved.
+    unsafe fn resolve(
+        &self,
+        h: &Holder,
+        node: *mut Waiter,
+        s: usize,
+        flag: usize,
+        batch: &mut WakeBatch,
+    ) -> Result<(), usize> {
+        if s & CANCELLED != 0 {
+            return Err(s);
+        }
+        // An owner that is registering a waker, or that is running this very pass, is awake
+        // and will see the flag itself: resolve and finish with the node in one step.
+        let owner_running = s & REGISTERING != 0 || ptr::eq(node, h.me);
+        let new = if owner_running {
+            s | flag | DONE
+        } else {
+            s | flag
+        };
+        // SAFETY: the node is alive (caller contract).
+        unsafe { (*node).state.compare_exchange(s, new, AcqRel, Acquire) }?;
+        if !owner_running {
+            // SAFETY: the flag is set and REGISTERING was clear, so the owner cannot touch
+            // the waker slot any more; the node stays alive until we set DONE below.
+            let waker = unsafe {
+                let waker = (*node).waker.with_mut(|w| (*w).take());
+                (*node).state.fetch_or(DONE, Release);
+                waker
+            };
+            if let Some(waker) = waker {
+                batch.push(waker);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pushes a tagged request whose link lives in `link`.
+///
+/// # Safety
+/// `link` belongs to the node in `entry`, which is alive until the holder sets DONE or moves
+/// it on, and no other thread writes `link` until the push is drained.
+pub(crate) unsafe fn push_request(
+    requests: &AtomicPtr<Waiter>,
+    entry: *mut Waiter,
+    link: &crate::sync::UnsafeCell<*mut Waiter>,
+) {
+    let mut top = requests.load(Relaxed);
+    loop {
+        // SAFETY: the caller owns `link` until the push below publishes it.
+        link.with_mut(|p| unsafe { *p = top });
+        match requests.compare_exchange_weak(top, entry, Release, Relaxed) {
+            Ok(_) => return,
+            Err(actual) => top = actual,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! A poll-style acquire for code that implements `poll_*` methods (tower's `poll_ready`, say)
+//! and cannot hold a future across calls. One heap slot is allocated on first use and reused
+//! for every later acquire: no allocation per request.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use crate::acquire::AcquireOwned;
+use crate::error::AcquireError;
+use crate::permit::OwnedPermit;
+use crate::semaphore::Semaphore;
+
+/// Drives acquires from `poll` methods with a reusable, pinned acquire slot.
+///
+/// A pending request keeps its place in the queue between calls. Dropping the
+/// `PollSemaphore` (or asking for a different number of permits) gives the place up, passing on
+/// any permits already handed to it.
+///
+/// # Examples
+/// ```
+/// use std::{future::poll_fn, sync::Arc};
+/// use fairgate::{PollSemaphore, Semaphore};
+///
+/// # futures::executor::block_on(async {
+/// let mut poll_sem = PollSemaphore::new(Arc::new(Semaphore::new(1)));
+/// let permit = poll_fn(|cx| poll_sem.poll_acquire(cx)).await.unwrap();
+/// assert_eq!(permit.num_permits(), 1);
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct PollSemaphore {
+    sem: Arc<Semaphore>,
+    /// The reusable slot, and whether it holds a live (polled, unfinished) request.
+    slot: Option<Pin<Box<AcquireOwned>>>,
+    armed: bool,
+}
+
+impl PollSemaphore {
+    /// Wraps a shared semaphore.
+    pub fn new(sem: Arc<Semaphore>) -> Self {
+        Self {
+            sem,
+            slot: None,
+            armed: false,
+        }
+    }
+
+    /// The semaphore this polls.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.sem
+    }
+
+    /// Polls for one permit.
+    pub fn poll_acquire(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<OwnedPermit, AcquireError>> {
+        self.poll_acquire_many(cx, 1)
+    }
+
+    /// Polls for `n` permits. Keep asking for the same `n` until it is `Ready`; a different
+    /// `n` restarts the request at the back of the queue.
+    pub fn poll_acquire_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        n: usize,
+    ) -> Poll<Result<OwnedPermit, AcquireError>> {
+        let rearm = !self.armed || self.slot.as_ref().is_some_and(|s| s.num_permits() != n);
+        if rearm {
+            let fresh = Arc::clone(&self.sem).acquire_many_owned(n);
+            match &mut self.slot {
+                // Drops the previous request in place (leaving the queue if it was queued).
+                Some(slot) => slot.set(fresh),
+                None => self.slot = Some(Box::pin(fresh)),
+            }
+            self.armed = true;
+        }
+        let slot = self.slot.as_mut().expect("armed above");
+        let poll = slot.as_mut().poll(cx);
+        if poll.is_ready() {
+            self.armed = false;
+        }
+        poll
+    }
+}
+
+use core::future::Future as _;

@@ -1,0 +1,33 @@
+//! Encoding of the semaphore's state word (DESIGN.md §3.1).
+//!
+//! `permits << PERMIT_SHIFT | DIRTY | HANDOFF | QUEUED | CLOSED`
+
+/// `close()` was called. Never cleared.
+pub(crate) const CLOSED: usize = 1 << 0;
+/// The queue may be non-empty: the permit field holds deposits for waiters, not free permits.
+pub(crate) const QUEUED: usize = 1 << 1;
+/// Some thread holds the handoff role and owns the private waiter list.
+pub(crate) const HANDOFF: usize = 1 << 2;
+/// Work was pushed while `HANDOFF` was held: the holder must run another pass.
+pub(crate) const DIRTY: usize = 1 << 3;
+
+pub(crate) const PERMIT_SHIFT: u32 = 4;
+pub(crate) const FLAG_MASK: usize = (1 << PERMIT_SHIFT) - 1;
+
+/// The largest number of permits a semaphore can hold (2^60 − 1 on 64-bit targets).
+pub const MAX_PERMITS: usize = usize::MAX >> PERMIT_SHIFT;
+
+#[inline(always)]
+pub(crate) const fn permits(state: usize) -> usize {
+    state >> PERMIT_SHIFT
+}
+
+#[inline(always)]
+pub(crate) const fn with_permits(state: usize, permits: usize) -> usize {
+    (state & FLAG_MASK) | (permits << PERMIT_SHIFT)
+}
+
+#[inline(always)]
+pub(crate) const fn from_permits(permits: usize) -> usize {
+    permits << PERMIT_SHIFT
+}

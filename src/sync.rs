@@ -1,0 +1,94 @@
+//! The one place atomics, cells and spin hints come from, so that `--cfg loom` can swap every
+//! one of them for loom's instrumented version. Nothing else in the crate names
+//! `core::sync::atomic` directly.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize};
+
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize};
+
+pub(crate) use core::sync::atomic::Ordering;
+
+/// An `UnsafeCell` with loom's closure-based API, so accesses are tracked under loom and free
+/// otherwise.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(loom::cell::UnsafeCell<T>);
+
+#[cfg(loom)]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self(loom::cell::UnsafeCell::new(value))
+    }
+
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        self.0.with(f)
+    }
+
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        self.0.with_mut(f)
+    }
+}
+
+/// An `UnsafeCell` with loom's closure-based API, so accesses are tracked under loom and free
+/// otherwise.
+#[cfg(not(loom))]
+#[derive(Debug)]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+/// Backs off while waiting for the handoff holder to finish with a node: spins briefly, then
+/// yields the thread where there is an OS to yield to. Under loom every step yields so the model
+/// can schedule the holder.
+pub(crate) struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    const SPIN_LIMIT: u32 = 6;
+
+    pub(crate) fn new() -> Self {
+        Self { step: 0 }
+    }
+
+    pub(crate) fn snooze(&mut self) {
+        #[cfg(loom)]
+        {
+            loom::thread::yield_now();
+        }
+        #[cfg(not(loom))]
+        {
+            if self.step <= Self::SPIN_LIMIT {
+                for _ in 0..(1u32 << self.step) {
+                    core::hint::spin_loop();
+                }
+                self.step += 1;
+            } else {
+                #[cfg(feature = "std")]
+                std::thread::yield_now();
+                #[cfg(not(feature = "std"))]
+                core::hint::spin_loop();
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The waiter node that lives inside every `Acquire` future, and the owner's side of its
+//! protocol: publishing it, re-registering wakers, observing the handoff, and cancelling.
+//! DESIGN.md §3.2, §4.2, §4.4, §4.5.
+
+use core::marker::PhantomPinned;
+use core::ptr;
+use core::task::{Context, Poll, Waker};
+
+use crate::error::AcquireError;
+use crate::semaphore::Semaphore;
+use crate::sync::{AtomicUsize, Backoff, Ordering::*, UnsafeCell};
+use crate::MAX_PERMITS;
+
+/// Node state flags (DESIGN.md §3.2). The upper bits hold the permits partially assigned to
+/// the node while it is at the head of the queue.
+pub(crate) mod flags {
+    /// Published in the request stack; owned by the queue until resolved or cancelled.
+    pub(crate) const WAITING: usize = 1 << 0;
+    /// The owner is writing the waker slot; the holder must not read it.
+    pub(crate) const REGISTERING: usize = 1 << 1;
+    /// All requested permits belong to the owner; the node is off the list.
+    pub(crate) const GRANTED: usize = 1 << 2;
+    /// The semaphore closed while the node was queued; partial permits were refunded.
+    pub(crate) const CLOSED_OUT: usize = 1 << 3;
+    /// The owner is dropping the node; the holder must unlink it and refund `assigned`.
+    pub(crate) const CANCELLED: usize = 1 << 4;
+    /// The handoff holder will never touch the node again.
+    pub(crate) const DONE: usize = 1 << 5;
+    /// The future has returned `Ready` (owner-private).
+    pub(crate) const FINISHED: usize = 1 << 6;
+
+    pub(crate) const RESOLVED: usize = GRANTED | CLOSED_OUT;
+    pub(crate) const ASSIGNED_SHIFT: u32 = 7;
+
+    #[inline(always)]
+    pub(crate) const fn assigned(state: usize) -> usize {
+        state >> ASSIGNED_SHIFT
+    }
+}
+
+use flags::*;
+
+/// An intrusive waiter. Every field another thread can reach is an atomic or an `UnsafeCell`,
+/// and the node is `!Unpin`, so the owner's `&mut` to its future never claims uniqueness over
+/// memory the handoff holder reads through raw pointers.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) state: AtomicUsize,
+    /// Permits asked for. Written by the owner before publication, read by the holder while
+    /// queued; immutable in between.
+    pub(crate) requested: UnsafeCell<usize>,
+    /// The waker to call when resolved. See the `REGISTERING` protocol.
+    pub(crate) waker: UnsafeCell<Option<Waker>>,
+    /// Request-stack link while an enqueue request is pending, then the list's `next`.
+    pub(crate) next: UnsafeCell<*mut Waiter>,
+    /// The list's `prev`; null when not linked (holder-private).
+    pub(crate) prev: UnsafeCell<*mut Waiter>,
+    /// Request-stack link of the cancel request.
+    pub(crate) cancel_next: UnsafeCell<*mut Waiter>,
+    _pinned: PhantomPinned,
+}
+
+// SAFETY: every field shared between threads is an atomic or an `UnsafeCell` whose accesses
+// follow the ownership protocol in DESIGN.md §3.2 (owner before publication, holder while it
+// holds HANDOFF, owner again after observing DONE). The raw pointers are links, not ownership.
+unsafe impl Send for Waiter {}
+// SAFETY: as above; shared access only goes through atomics and protocol-guarded cells.
+unsafe impl Sync for Waiter {}
+
+impl Waiter {
+    #[cfg(not(loom))]
+    pub(crate) const fn new(requested: usize) -> Self {
+        Self {
+            state: AtomicUsize::new(0),
+            requested: UnsafeCell::new(requested),
+            waker: UnsafeCell::new(None),
+            next: UnsafeCell::new(ptr::null_mut()),
+            prev: UnsafeCell::new(ptr::null_mut()),
+            cancel_next: UnsafeCell::new(ptr::null_mut()),
+            _pinned: PhantomPinned,
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new(requested: usize) -> Self {
+        Self {
+            state: AtomicUsize::new(0),
+            requested: UnsafeCell::new(requested),
+            waker: UnsafeCell::new(None),
+            next: UnsafeCell::new(ptr::null_mut()),
+            prev: UnsafeCell::new(ptr::null_mut()),
+            cancel_next: UnsafeCell::new(ptr::null_mut()),
+            _pinned: PhantomPinned,
+        }
+    }
+
+    #[inline]
+    fn as_ptr(&self) -> *mut Waiter {
+        ptr::from_ref(self).cast_mut()
+    }
+
+    /// The number of permits this waiter asks for.
+    ///
+    /// Only the owner calls this, and only when the holder cannot be writing (the field is
+    /// never written after publication), so the read cannot race.
+    #[inline]
+    pub(crate) fn requested(&self) -> usize {
+        // SAFETY: `requested` is written only before publication (by the owner, on this
+        // thread); afterwards every access is a read.
+        self.requested.with(|p| unsafe { *p })
+    }
+
+    /// Polls the acquire this node belongs to.
+    ///
+    /// # Safety
+    /// `self` must be pinned (it stays at this address until dropped), and `sem` must be the
+    /// same semaphore on every call for this node.
+    pub(crate) unsafe fn poll_acquire(
+        &self,
+        sem: &Semaphore,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, AcquireError>> {
+        let state = self.state.load(Acquire);
+        if state == 0 {
+            // SAFETY: forwarded from this function's contract.
+            return unsafe { self.poll_first(sem, cx) };
+        }
+        assert!(
+            state & FINISHED == 0,
+            "fairgate: `Acquire` polled after it completed"
+        );
+        if state & RESOLVED != 0 {
+            return Poll::Ready(self.finish(state));
+        }
+        self.reregister(cx)
+    }
+
+    /// First poll: the fast path, or publish the node and enqueue it.
+    unsafe fn poll_first(
+        &self,
+        sem: &Semaphore,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<usize, AcquireError>> {
+        let n = self.requested();
+        let outcome = if n > MAX_PERMITS {
+            Some(Err(AcquireError::TooManyPermits { requested: n }))
+        } else if n == 0 {
+            Some(if sem.is_closed() {
+                Err(AcquireError::Closed)
+            } else {
+                Ok(0)
+            })
+        } else {
+            match sem.try_take(n) {
+                Ok(()) => Some(Ok(n)),
+                Err(crate::TryAcquireError::Closed) => Some(Err(AcquireError::Closed)),
+                Err(_) => None,
+            }
+        };
+        if let Some(result) = outcome {
+            // Never published: nobody else can see the node.
+            self.state.store(FINISHED, Relaxed);
+            return Poll::Ready(result);
+        }
+        // SAFETY: the node is not published yet, so this thread is the only one with access.
+        self.waker
+            .with_mut(|w| unsafe { *w = Some(cx.waker().clone()) });
+        self.state.store(WAITING, Relaxed);
+        // SAFETY: the node is pinned and was never published; `enqueue` publishes it with
+        // Release ordering so the fields written above are visible to the holder.
+        unsafe { sem.enqueue(self.as_ptr()) };
+        let state = self.state.load(Acquire);
+        if state & RESOLVED != 0 {
+            return Poll::Ready(self.finish(state));
+        }
+        Poll::Pending
+    }
+
+    /// Completes a resolved node: hands its permits to the caller or reports the close.
+    fn finish(&self, state: usize) -> Result<usize, AcquireError> {
+        // The holder may still be between its resolve CAS and its DONE store (it reads only
+        // the waker there), so FINISHED is set with an RMW rather than a store.
+        self.state.fetch_or(FINISHED, Relaxed);
+        if state & GRANTED != 0 {
+            Ok(self.requested())
+        } else {
+            Err(AcquireError::Closed)
+        }
+    }
+
+    /// A re-poll while queued: swap in the new waker if it changed, under `REGISTERING`.
+    fn reregister(&self, cx: &mut Context<'_>) -> Poll<Result<usize, AcquireError>> {
+        let mut state = self.state.load(Acquire);
+        loop {
+            if state & RESOLVED != 0 {
+                return Poll::Ready(self.finish(state));
+            }
+            match self
+                .state
+                .compare_exchange_weak(state, state | REGISTERING, Acquire, Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => state = actual,
+            }
+        }
+        // SAFETY: REGISTERING is set and the node is unresolved, so the holder will not touch
+        // the waker slot until we clear the flag (it resolves without reading it instead).
+        let old = self.waker.with_mut(|w| unsafe {
+            match &*w {
+                Some(current) if current.will_wake(cx.waker()) => None,
+                _ => (*w).replace(cx.waker().clone()),
+            }
+        });
+        let mut state = self.state.load(Acquire);
+        loop {
+            match self
+                .state
+                .compare_exchange_weak(state, state & !REGISTERING, AcqRel, Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => state = actual,
+            }
+        }
+        // The old waker may run arbitrary code when dropped; do it outside the flag.
+        drop(old);
+        if state & RESOLVED != 0 {
+            return Poll::Ready(self.finish(state));
+        }
+        Poll::Pending
+    }
+
+    /// Waits until the handoff holder has finished with this node (DESIGN.md §7: bounded by
+    /// the holder's current pass).
+    fn wait_done(&self) {
+        let mut backoff = Backoff::new();
+        while self.state.load(Acquire) & DONE == 0 {
+            backoff.snooze();
+        }
+    }
+
+    /// Called from the owning future's `Drop`: makes sure nothing is lost and that no other
+    /// thread can reach the node once this returns.
+    ///
+    /// # Safety
+    /// `self` must be pinned and `sem` the semaphore it was polled with.
+    pub(crate) unsafe fn cancel(&self, sem: &Semaphore) {
+        let mut state = self.state.load(Acquire);
+        if state & WAITING == 0 {
+            // Never published (or finished on the fast path).
+            return;
+        }
+        loop {
+            if state & RESOLVED != 0 {
+                if state & (GRANTED | FINISHED) == GRANTED {
+                    // Woken but never polled: the permits are ours; pass them on.
+                    sem.release(self.requested());
+                }
+                self.wait_done();
+                return;
+            }
+            match self
+                .state
+                .compare_exchange_weak(state, state | CANCELLED, AcqRel, Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => state = actual,
+            }
+        }
+        // SAFETY: the node is pinned and stays alive until `wait_done` returns; the holder
+        // unlinks it, refunds its partial permits and then sets DONE.
+        unsafe { sem.request_cancel(self.as_ptr()) };
+        self.wait_done();
+    }
+}
