@@ -61,10 +61,12 @@ impl<T> UnsafeCell<T> {
 /// yields the thread where there is an OS to yield to. Under loom every step yields so the model
 /// can schedule the holder.
 pub(crate) struct Backoff {
+    #[cfg_attr(loom, allow(dead_code))]
     step: u32,
 }
 
 impl Backoff {
+    #[cfg(not(loom))]
     const SPIN_LIMIT: u32 = 6;
 
     pub(crate) fn new() -> Self {
