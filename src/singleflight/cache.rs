@@ -387,7 +387,9 @@ impl<V, E> Entry<V, E> {
     }
 
     fn removable(&self, now: Instant) -> bool {
-        self.value.is_none() && self.flight.is_none() && self.negative_until.is_none_or(|t| t <= now)
+        self.value.is_none()
+            && self.flight.is_none()
+            && self.negative_until.is_none_or(|t| t <= now)
     }
 }
 
@@ -432,13 +434,15 @@ impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
     }
 }
 
+type Shards<K, V, E> = Box<[Mutex<Shard<K, V, E>>]>;
+
 struct Inner<K, V, L: Loader<K, V>> {
     loader: L,
     policy: Policy,
     clock: Arc<dyn Clock>,
     spawner: Option<Arc<dyn Spawn>>,
     hasher: RandomState,
-    shards: Box<[Mutex<Shard<K, V, L::Error>>]>,
+    shards: Shards<K, V, L::Error>,
     counters: Counters,
     next_id: AtomicU64,
     limiter: Option<Arc<Limiter>>,
@@ -491,7 +495,10 @@ where
             })
             .collect::<Vec<_>>()
             .into_boxed_slice();
-        let limiter = self.policy.max_concurrent_loads.map(|n| Limiter::new(n.max(1)));
+        let limiter = self
+            .policy
+            .max_concurrent_loads
+            .map(|n| Limiter::new(n.max(1)));
         StaleCache {
             inner: Arc::new(Inner {
                 loader: self.loader,
@@ -758,7 +765,11 @@ where
 
     /// Runs the decision table under the shard lock. `bg` receives a waiter
     /// to hand to the spawner once the lock is released.
-    fn decide(self: &Arc<Self>, key: &K, bg: &mut Option<Waiter<Out<V, L::Error>>>) -> Decision<V, L::Error> {
+    fn decide(
+        self: &Arc<Self>,
+        key: &K,
+        bg: &mut Option<Waiter<Out<V, L::Error>>>,
+    ) -> Decision<V, L::Error> {
         let p = &self.policy;
         let c = &self.counters;
         let now = self.clock.now();
@@ -896,7 +907,13 @@ where
         waiter
     }
 
-    fn record_failure(&self, e: &mut Entry<V, L::Error>, started: Instant, now: Instant, err: Option<Arc<L::Error>>) {
+    fn record_failure(
+        &self,
+        e: &mut Entry<V, L::Error>,
+        started: Instant,
+        now: Instant,
+        err: Option<Arc<L::Error>>,
+    ) {
         let p = &self.policy;
         e.failures = e.failures.saturating_add(1);
         e.last_error = err;
@@ -907,12 +924,20 @@ where
             (Some(a), Some(b)) => a.max(b),
             _ => far_future(now),
         });
-        e.negative_until = p
-            .negative_ttl
-            .map(|d| now.checked_add(d.max(backoff)).unwrap_or_else(|| far_future(now)));
+        e.negative_until = p.negative_ttl.map(|d| {
+            now.checked_add(d.max(backoff))
+                .unwrap_or_else(|| far_future(now))
+        });
     }
 
-    fn finish(&self, key: &K, id: u64, generation: u64, started: Instant, res: Result<V, L::Error>) -> Out<V, L::Error> {
+    fn finish(
+        &self,
+        key: &K,
+        id: u64,
+        generation: u64,
+        started: Instant,
+        res: Result<V, L::Error>,
+    ) -> Out<V, L::Error> {
         let c = &self.counters;
         let now = self.clock.now();
         let mut shard = lock(self.shard(key));
@@ -981,6 +1006,8 @@ where
         if e.removable(now) {
             shard.map.remove(key);
         }
+        let cap = shard.cap;
+        shard.evict_to(cap, c);
     }
 
     fn settle(
@@ -996,7 +1023,11 @@ where
                 bump(if leader { &c.loaded } else { &c.joined });
                 return Ok(Hit {
                     value,
-                    source: if leader { Source::Loaded } else { Source::Joined },
+                    source: if leader {
+                        Source::Loaded
+                    } else {
+                        Source::Joined
+                    },
                     age: now.saturating_duration_since(at),
                 });
             }
@@ -1020,5 +1051,6 @@ where
 
 /// An instant so far ahead it never arrives in practice (for saturated sums).
 fn far_future(now: Instant) -> Instant {
-    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)).unwrap_or(now)
+    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
+        .unwrap_or(now)
 }

@@ -162,7 +162,11 @@ impl<O: Clone + Send + 'static> Flight<O> {
         out
     }
 
-    fn poll_waiter(self: &Arc<Self>, slot: usize, cx: &mut Context<'_>) -> Poll<Result<O, Arc<str>>> {
+    fn poll_waiter(
+        self: &Arc<Self>,
+        slot: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<O, Arc<str>>> {
         let mut fut = {
             let mut st = lock(&self.state);
             match &st.phase {
@@ -258,7 +262,10 @@ impl<O: Clone + Send + 'static> Future for Waiter<O> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let slot = self.slot;
-        let flight = self.flight.as_ref().expect("Waiter polled after completion");
+        let flight = self
+            .flight
+            .as_ref()
+            .expect("Waiter polled after completion");
         let res = flight.poll_waiter(slot, cx);
         if res.is_ready() {
             if let Some(f) = self.flight.take() {
