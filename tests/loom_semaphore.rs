@@ -198,12 +198,19 @@ fn close_vs_enqueue_vs_fast_acquire() {
         let s1 = sem.clone();
         let t1 = thread::spawn(move || {
             let r = block_on(s1.acquire_many(2));
-            assert_eq!(r.unwrap_err(), AcquireError::Closed, "2 of 1 can only close out");
+            assert_eq!(
+                r.unwrap_err(),
+                AcquireError::Closed,
+                "2 of 1 can only close out"
+            );
         });
         let s2 = sem.clone();
         let t2 = thread::spawn(move || match s2.try_acquire() {
             Ok(p) => drop(p),
-            Err(e) => assert!(matches!(e, TryAcquireError::Closed | TryAcquireError::NoPermits)),
+            Err(e) => assert!(matches!(
+                e,
+                TryAcquireError::Closed | TryAcquireError::NoPermits
+            )),
         });
         sem.close();
         t1.join().unwrap();
@@ -329,7 +336,10 @@ fn fifo_two_waiters() {
         let s = sem.clone();
         let t = thread::spawn(move || s.add_permits(1));
         t.join().unwrap();
-        assert!(poll_once(second.as_mut()).is_pending(), "second served before first");
+        assert!(
+            poll_once(second.as_mut()).is_pending(),
+            "second served before first"
+        );
         let p = match poll_once(first.as_mut()) {
             Poll::Ready(Ok(p)) => p,
             other => panic!("first not served: {other:?}"),
