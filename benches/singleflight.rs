@@ -1,1 +1,245 @@
-fn main() {}
+//! Criterion benchmarks for `fairgate::singleflight`, with peers.
+//!
+//! * fresh hit and stale hit latency, single-threaded (goal ≤ 100 ns);
+//! * 10 000 concurrent callers on one cold key → exactly one backend call
+//!   (asserted), compared with moka's `get_with` and `async_singleflight`.
+//!
+//! Run: `cargo bench --features singleflight --bench singleflight`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use fairgate::singleflight::{Group, ManualClock, Policy, Source, StaleCache, StaleReason};
+use futures::FutureExt;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn hits(c: &mut Criterion) {
+    let clock = ManualClock::new();
+    let cache = StaleCache::builder(|k: &u64, _p: Option<Arc<u64>>| {
+        let k = *k;
+        async move { Ok::<_, ()>(k) }
+    })
+    .policy(Policy {
+        ttl: Duration::from_secs(10),
+        max_stale: Duration::from_secs(3600),
+        min_refresh_interval: Duration::from_secs(3600),
+        ..Policy::default()
+    })
+    .clock(clock.clone())
+    .build();
+    for k in 0..1000u64 {
+        cache.insert(k, k);
+    }
+    // Fresh keys 0..1000; make key 5000 stale and throttled.
+    let sys = StaleCache::builder(|k: &u64, _p: Option<Arc<u64>>| {
+        let k = *k;
+        async move { Ok::<_, ()>(k) }
+    })
+    .build();
+    for k in 0..1000u64 {
+        sys.insert(k, k);
+    }
+
+    let mut g = c.benchmark_group("hit");
+    g.bench_function("fairgate_fresh_manual_clock", |b| {
+        let mut k = 0u64;
+        b.iter(|| {
+            k = (k + 1) % 1000;
+            let h = cache.get(black_box(&k)).now_or_never().unwrap().unwrap();
+            debug_assert_eq!(h.source, Source::Fresh);
+            black_box(h)
+        })
+    });
+    g.bench_function("fairgate_fresh_system_clock", |b| {
+        let mut k = 0u64;
+        b.iter(|| {
+            k = (k + 1) % 1000;
+            black_box(sys.get(black_box(&k)).now_or_never().unwrap().unwrap())
+        })
+    });
+    // Stale + throttled: a refresh happened (and succeeded) long ago relative to
+    // ttl but min_refresh_interval forbids another one.
+    let stale_cache = StaleCache::builder(|k: &u64, _p: Option<Arc<u64>>| {
+        let k = *k;
+        async move { Ok::<_, ()>(k) }
+    })
+    .policy(Policy {
+        ttl: Duration::from_secs(10),
+        max_stale: Duration::from_secs(3600),
+        min_refresh_interval: Duration::from_secs(3600),
+        ..Policy::default()
+    })
+    .clock(clock.clone())
+    .build();
+    for k in 0..1000u64 {
+        stale_cache.get(&k).now_or_never().unwrap().unwrap();
+    }
+    clock.advance(Duration::from_secs(20));
+    let h = stale_cache.get(&1).now_or_never().unwrap().unwrap();
+    assert_eq!(h.source, Source::Stale(StaleReason::Throttled));
+    assert_eq!(
+        cache.get(&1).now_or_never().unwrap().unwrap().source,
+        Source::Stale(StaleReason::Throttled)
+    );
+    g.bench_function("fairgate_stale_throttled", |b| {
+        let mut k = 0u64;
+        b.iter(|| {
+            k = (k + 1) % 1000;
+            black_box(
+                stale_cache
+                    .get(black_box(&k))
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap(),
+            )
+        })
+    });
+    let moka_cache: moka::future::Cache<u64, Arc<u64>> = moka::future::Cache::new(10_000);
+    futures::executor::block_on(async {
+        for k in 0..1000u64 {
+            moka_cache.insert(k, Arc::new(k)).await;
+        }
+    });
+    g.bench_function("moka_get_with_hit", |b| {
+        let mut k = 0u64;
+        b.iter(|| {
+            k = (k + 1) % 1000;
+            black_box(
+                moka_cache
+                    .get_with(black_box(k), async { Arc::new(0) })
+                    .now_or_never()
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn stampede(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("cold_key_10k_callers");
+    g.sample_size(10);
+
+    g.bench_function("fairgate_stale_cache", |b| {
+        b.iter(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let c2 = calls.clone();
+            let cache = StaleCache::builder(move |_k: &u64, _p: Option<Arc<u64>>| {
+                c2.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    Ok::<_, ()>(1)
+                }
+            })
+            .build();
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..N)
+                    .map(|_| {
+                        let c = cache.clone();
+                        tokio::spawn(async move { *c.get(&7).await.unwrap().value })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert_eq!(t.await.unwrap(), 1);
+                }
+            });
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one backend call");
+        })
+    });
+
+    g.bench_function("fairgate_group", |b| {
+        b.iter(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let group: Group<u64, u64, ()> = Group::new();
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..N)
+                    .map(|_| {
+                        let g = group.clone();
+                        let calls = calls.clone();
+                        tokio::spawn(async move {
+                            g.work(7, move || {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                                async {
+                                    tokio::time::sleep(Duration::from_millis(1)).await;
+                                    Ok(1)
+                                }
+                            })
+                            .await
+                            .unwrap()
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert_eq!(t.await.unwrap(), 1);
+                }
+            });
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one backend call");
+        })
+    });
+
+    g.bench_function("moka_get_with", |b| {
+        b.iter(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let cache: moka::future::Cache<u64, u64> = moka::future::Cache::new(100);
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..N)
+                    .map(|_| {
+                        let c = cache.clone();
+                        let calls = calls.clone();
+                        tokio::spawn(async move {
+                            c.get_with(7, async move {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                                1
+                            })
+                            .await
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert_eq!(t.await.unwrap(), 1);
+                }
+            });
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one backend call");
+        })
+    });
+
+    g.bench_function("async_singleflight", |b| {
+        b.iter(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let group: Arc<async_singleflight::Group<String, u64, ()>> =
+                Arc::new(async_singleflight::Group::new());
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..N)
+                    .map(|_| {
+                        let g = group.clone();
+                        let calls = calls.clone();
+                        tokio::spawn(async move {
+                            g.work("7", async move {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                                Ok(1)
+                            })
+                            .await
+                            .unwrap()
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    assert_eq!(t.await.unwrap(), 1);
+                }
+            });
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one backend call");
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hits, stampede);
+criterion_main!(benches);

@@ -69,11 +69,16 @@ impl<E: std::error::Error + 'static> std::error::Error for GroupError<E> {
 /// ```
 /// use fairgate::singleflight::Group;
 ///
+/// use futures::channel::oneshot;
+///
 /// let group: Group<&str, u32, ()> = Group::new();
+/// let (tx, rx) = oneshot::channel();
 /// futures::executor::block_on(async {
-///     let a = group.work("k", || async { Ok(1) });
-///     let b = group.work("k", || async { Ok(2) }); // joins `a`'s call
-///     let (a, b) = futures::join!(a, b);
+///     let a = group.work("k", move || async move { Ok(rx.await.unwrap()) });
+///     // Joins `a`'s call while it is running: this closure never runs.
+///     let b = group.work("k", || async { Ok(2) });
+///     let answer = async { tx.send(1).unwrap() };
+///     let (a, b, ()) = futures::join!(a, b, answer);
 ///     assert_eq!((a.unwrap(), b.unwrap()), (1, 1));
 /// });
 /// ```
