@@ -179,7 +179,11 @@ fn setup() -> (Arc<Rig>, ManualClock, Cache) {
     rig_with(policy())
 }
 
-type GetFut<'a> = Pin<Box<dyn Future<Output = Result<fairgate::singleflight::Hit<u64>, CacheError<Boom>>> + Send + 'a>>;
+type GetFut<'a> = Pin<
+    Box<
+        dyn Future<Output = Result<fairgate::singleflight::Hit<u64>, CacheError<Boom>>> + Send + 'a,
+    >,
+>;
 
 fn get(cache: &Cache, k: u32) -> GetFut<'_> {
     let k = Box::new(k);
@@ -195,7 +199,8 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
 
 /// Ready on the first poll, or the test fails.
 fn now<T>(f: impl Future<Output = T>) -> T {
-    f.now_or_never().expect("expected the call to be ready on its first poll")
+    f.now_or_never()
+        .expect("expected the call to be ready on its first poll")
 }
 
 /// Runs `body` on its own thread and fails the test if it takes over 20 s.
@@ -309,7 +314,10 @@ fn t03_throttled_cold_key_fails_fast() {
         }
         assert_eq!(rig.calls(), 1);
         clock.advance(Duration::from_secs(4));
-        assert!(matches!(now(cache.get(&1)), Err(CacheError::Throttled { .. })));
+        assert!(matches!(
+            now(cache.get(&1)),
+            Err(CacheError::Throttled { .. })
+        ));
         clock.advance(Duration::from_secs(1));
         rig.set_auto(Some(Reply::Ok(3)));
         let h = now(cache.get(&1)).unwrap();
@@ -434,8 +442,15 @@ fn t07_last_waiter_dropped_cancels_flight() {
         let s = cache.stats();
         assert_eq!((s.in_flight, s.loads_abandoned), (0, 1));
         assert_eq!(cache.len(), 0);
-        assert_eq!(rig.active.load(Ordering::SeqCst), 0, "backend future dropped");
-        assert!(!rig.release(Reply::Ok(1)), "cancelled load must not be answered");
+        assert_eq!(
+            rig.active.load(Ordering::SeqCst),
+            0,
+            "backend future dropped"
+        );
+        assert!(
+            !rig.release(Reply::Ok(1)),
+            "cancelled load must not be answered"
+        );
         // A new caller starts a new load; it does not inherit the cancelled one.
         let mut f = get(&cache, 1);
         assert!(poll_once(&mut f).is_pending());
@@ -500,7 +515,16 @@ fn t08_loader_panics_become_errors_key_not_poisoned() {
                 assert_eq!(results.len(), 4);
                 assert!(matches!(results[0], Err(CacheError::LoaderPanicked(_))));
                 for r in &results[1..] {
-                    assert!(matches!(r, Err(CacheError::Throttled { last_error: None, .. })), "{r:?}");
+                    assert!(
+                        matches!(
+                            r,
+                            Err(CacheError::Throttled {
+                                last_error: None,
+                                ..
+                            })
+                        ),
+                        "{r:?}"
+                    );
                 }
             } else {
                 assert!(results.is_empty());
@@ -517,7 +541,10 @@ fn t08_loader_panics_become_errors_key_not_poisoned() {
             // Counted as a failure: negative cache, then a normal load works.
             assert!(matches!(
                 now(cache.get(&1)),
-                Err(CacheError::Throttled { last_error: None, .. })
+                Err(CacheError::Throttled {
+                    last_error: None,
+                    ..
+                })
             ));
             rig.panic_in_call.store(false, Ordering::SeqCst);
             clock.advance(Duration::from_secs(5));
@@ -536,7 +563,10 @@ fn t09_t10_stale_with_refresh_in_flight_is_immediate() {
         populate(&rig, &cache, 1, 1);
         clock.advance(Duration::from_secs(10));
         let mut trigger = get(&cache, 1);
-        assert!(poll_once(&mut trigger).is_pending(), "no spawner: the trigger drives");
+        assert!(
+            poll_once(&mut trigger).is_pending(),
+            "no spawner: the trigger drives"
+        );
         assert_eq!(rig.calls(), 2);
         for _ in 0..10_000 {
             let h = now(cache.get(&1)).unwrap();
@@ -571,7 +601,11 @@ fn t11_stale_throttled_age_preserved() {
         for i in 0..5u64 {
             let h = now(cache.get(&1)).unwrap();
             assert_eq!(h.source, Source::Stale(StaleReason::LoadFailed));
-            assert_eq!(h.age, Duration::from_secs(10 + i), "serving stale never resets age");
+            assert_eq!(
+                h.age,
+                Duration::from_secs(10 + i),
+                "serving stale never resets age"
+            );
             clock.advance(Duration::from_secs(1));
         }
         assert_eq!(rig.calls(), 2);
@@ -632,9 +666,19 @@ fn t13_stale_if_error_bounded_by_max_stale() {
             clock.advance(Duration::from_secs(1));
         }
         assert_eq!(served_stale_until, Duration::from_secs(59));
-        let times: Vec<Duration> = rig.call_times.lock().unwrap().iter().map(|t| *t - t0).collect();
+        let times: Vec<Duration> = rig
+            .call_times
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| *t - t0)
+            .collect();
         // Attempts while stale: backoff 4, 8, 16, 16 s after each failure (>= 5 s interval).
-        let gaps: Vec<u64> = times.windows(2).skip(1).map(|w| (w[1] - w[0]).as_secs()).collect();
+        let gaps: Vec<u64> = times
+            .windows(2)
+            .skip(1)
+            .map(|w| (w[1] - w[0]).as_secs())
+            .collect();
         assert!(gaps.iter().all(|g| *g >= 5), "gaps {gaps:?}");
         assert_eq!(&gaps[..3], &[5, 8, 16], "times {times:?}");
     });
@@ -682,7 +726,10 @@ fn t15_foreground_refresh_band() {
         }
         rig.release(Reply::Err("down"));
         let h = futures::executor::block_on(initiator).unwrap();
-        assert_eq!((*h.value, h.source), (1, Source::Stale(StaleReason::LoadFailed)));
+        assert_eq!(
+            (*h.value, h.source),
+            (1, Source::Stale(StaleReason::LoadFailed))
+        );
         assert_eq!(rig.calls(), 2);
     });
 }
@@ -773,7 +820,10 @@ fn t17_spawner_refreshes_in_background() {
             })
             .build();
         rig.set_auto(Some(Reply::Ok(1)));
-        tokio::time::timeout(Duration::from_secs(5), cache.get(&1)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), cache.get(&1))
+            .await
+            .unwrap()
+            .unwrap();
         rig.set_auto(None);
         clock.advance(Duration::from_secs(10));
         // Even the trigger gets the stale value at once.
@@ -939,12 +989,19 @@ fn t21_cancel_safety_fuzz() {
                         drop(futs.swap_remove(i));
                     }
                     4 => {
-                        let r = if rnd(2) == 0 { Reply::Ok(1) } else { Reply::Err("x") };
+                        let r = if rnd(2) == 0 {
+                            Reply::Ok(1)
+                        } else {
+                            Reply::Err("x")
+                        };
                         rig.release(r);
                     }
                     _ => clock.advance(Duration::from_secs(rnd(12))),
                 }
-                assert!(rig.active.load(Ordering::SeqCst) <= 1, "two backend calls at once");
+                assert!(
+                    rig.active.load(Ordering::SeqCst) <= 1,
+                    "two backend calls at once"
+                );
                 assert!(cache.stats().in_flight <= 1);
             }
             drop(futs);
@@ -989,18 +1046,36 @@ fn t23_provenance_and_counters() {
         rig.set_auto(None);
         let mut trigger = get(&cache, 1);
         assert!(poll_once(&mut trigger).is_pending());
-        assert_eq!(src(&now(cache.get(&1))), Source::Stale(StaleReason::Revalidating));
+        assert_eq!(
+            src(&now(cache.get(&1))),
+            Source::Stale(StaleReason::Revalidating)
+        );
         let mut joiner = get(&cache, 2);
         assert!(poll_once(&mut joiner).is_pending());
         let mut joiner2 = get(&cache, 2);
         assert!(poll_once(&mut joiner2).is_pending());
         rig.release(Reply::Err("down")); // key 1 refresh fails
         rig.release(Reply::Err("down")); // key 2 load fails
-        assert_eq!(src(&futures::executor::block_on(trigger)), Source::Stale(StaleReason::LoadFailed));
-        assert!(matches!(futures::executor::block_on(joiner), Err(CacheError::Load(_))));
-        assert!(matches!(futures::executor::block_on(joiner2), Err(CacheError::Load(_))));
-        assert_eq!(src(&now(cache.get(&1))), Source::Stale(StaleReason::LoadFailed));
-        assert!(matches!(now(cache.get(&2)), Err(CacheError::Throttled { .. })));
+        assert_eq!(
+            src(&futures::executor::block_on(trigger)),
+            Source::Stale(StaleReason::LoadFailed)
+        );
+        assert!(matches!(
+            futures::executor::block_on(joiner),
+            Err(CacheError::Load(_))
+        ));
+        assert!(matches!(
+            futures::executor::block_on(joiner2),
+            Err(CacheError::Load(_))
+        ));
+        assert_eq!(
+            src(&now(cache.get(&1))),
+            Source::Stale(StaleReason::LoadFailed)
+        );
+        assert!(matches!(
+            now(cache.get(&2)),
+            Err(CacheError::Throttled { .. })
+        ));
         // Throttled without a failure.
         rig.set_auto(Some(Reply::Ok(5)));
         now(cache.get(&3)).unwrap();
@@ -1045,15 +1120,19 @@ fn t24_go_micro_parity() {
         // Stampede: 10 concurrent lookups -> 1 call.
         let (rig, _c, cache) = setup();
         let mut futs: Vec<_> = (0..10).map(|_| get(&cache, 1)).collect();
-        futs.iter_mut().for_each(|f| assert!(poll_once(f).is_pending()));
+        futs.iter_mut()
+            .for_each(|f| assert!(poll_once(f).is_pending()));
         rig.release(Reply::Ok(1));
-        assert!(futures::executor::block_on(join_all(futs)).iter().all(|r| r.is_ok()));
+        assert!(futures::executor::block_on(join_all(futs))
+            .iter()
+            .all(|r| r.is_ok()));
         assert_eq!(rig.calls(), 1);
 
         // Shared error: 10 lookups on a failing registry -> 1 call, all error.
         let (rig, _c, cache) = setup();
         let mut futs: Vec<_> = (0..10).map(|_| get(&cache, 1)).collect();
-        futs.iter_mut().for_each(|f| assert!(poll_once(f).is_pending()));
+        futs.iter_mut()
+            .for_each(|f| assert!(poll_once(f).is_pending()));
         rig.release(Reply::Err("etcd"));
         assert!(futures::executor::block_on(join_all(futs))
             .iter()
@@ -1066,7 +1145,10 @@ fn t24_go_micro_parity() {
         clock.advance(Duration::from_secs(11));
         rig.set_auto(Some(Reply::Err("etcd")));
         let h = now(cache.get(&1)).unwrap();
-        assert_eq!((*h.value, h.source), (1, Source::Stale(StaleReason::LoadFailed)));
+        assert_eq!(
+            (*h.value, h.source),
+            (1, Source::Stale(StaleReason::LoadFailed))
+        );
 
         // Penetration: 50 lookups on expired data, failing registry, inside the
         // window -> 0 extra calls, all succeed with stale data.
@@ -1081,7 +1163,10 @@ fn t24_go_micro_parity() {
         let (rig, clock, cache) = setup();
         rig.set_auto(Some(Reply::Err("etcd")));
         assert!(matches!(now(cache.get(&1)), Err(CacheError::Load(_))));
-        assert!(matches!(now(cache.get(&1)), Err(CacheError::Throttled { .. })));
+        assert!(matches!(
+            now(cache.get(&1)),
+            Err(CacheError::Throttled { .. })
+        ));
         assert_eq!(rig.calls(), 1);
         clock.advance(Duration::from_secs(5));
         assert!(matches!(now(cache.get(&1)), Err(CacheError::Load(_))));
@@ -1091,7 +1176,9 @@ fn t24_go_micro_parity() {
         for batch in 0..3 {
             let mut futs: Vec<_> = (0..20).map(|_| get(&cache, 1)).collect();
             let results: Vec<_> = futs.iter_mut().map(poll_once).collect();
-            assert!(results.iter().all(|r| matches!(r, Poll::Ready(Err(CacheError::Throttled { .. })))));
+            assert!(results
+                .iter()
+                .all(|r| matches!(r, Poll::Ready(Err(CacheError::Throttled { .. })))));
             assert_eq!(rig.calls(), 2, "batch {batch}");
         }
     });
@@ -1127,7 +1214,9 @@ fn group_coalesces_and_shares_errors() {
             Err(GroupError::Failed(e)) => e.clone(),
             r => panic!("{r:?}"),
         };
-        assert!(rs.iter().all(|r| matches!(r, Err(GroupError::Failed(e)) if Arc::ptr_eq(e, &first))));
+        assert!(rs
+            .iter()
+            .all(|r| matches!(r, Err(GroupError::Failed(e)) if Arc::ptr_eq(e, &first))));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(g.in_flight(), 0);
         // Not cached: the next call runs again.
@@ -1167,14 +1256,20 @@ fn group_leader_drop_park_panic_cancel() {
         let rb = futures::executor::block_on(&mut b);
         assert!(matches!(ra, Err(GroupError::Panicked(_))), "{ra:?}");
         assert!(matches!(rb, Err(GroupError::Panicked(_))), "{rb:?}");
-        assert_eq!(futures::executor::block_on(g.work(2, || async { Ok(4) })).unwrap(), 4);
+        assert_eq!(
+            futures::executor::block_on(g.work(2, || async { Ok(4) })).unwrap(),
+            4
+        );
 
         // Cancel: all waiters dropped -> removed; the next call starts fresh.
-        let mut c = Box::pin(g.work(3, || futures::future::pending::<Result<u64, Boom>>()));
+        let mut c = Box::pin(g.work(3, futures::future::pending::<Result<u64, Boom>>));
         assert!(poll_once(&mut c).is_pending());
         drop(c);
         assert_eq!(g.in_flight(), 0);
-        assert_eq!(futures::executor::block_on(g.work(3, || async { Ok(6) })).unwrap(), 6);
+        assert_eq!(
+            futures::executor::block_on(g.work(3, || async { Ok(6) })).unwrap(),
+            6
+        );
     });
 }
 

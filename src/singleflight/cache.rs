@@ -2,11 +2,10 @@
 //! instead of making callers wait on a slow or failing backend.
 
 use std::boxed::Box;
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -441,7 +440,6 @@ struct Inner<K, V, L: Loader<K, V>> {
     policy: Policy,
     clock: Arc<dyn Clock>,
     spawner: Option<Arc<dyn Spawn>>,
-    hasher: RandomState,
     shards: Shards<K, V, L::Error>,
     counters: Counters,
     next_id: AtomicU64,
@@ -505,7 +503,6 @@ where
                 policy: self.policy,
                 clock: self.clock,
                 spawner: self.spawner,
-                hasher: RandomState::new(),
                 shards,
                 counters: Counters::default(),
                 next_id: AtomicU64::new(1),
@@ -758,9 +755,13 @@ where
         if self.shards.len() == 1 {
             return &self.shards[0];
         }
-        let h = self.hasher.hash_one(key);
-        // Use high bits: HashMap uses the low ones of its own hash.
-        &self.shards[(h >> 40) as usize & (self.shards.len() - 1)]
+        // A cheap multiplicative hash picks the shard; the shard's HashMap
+        // still uses SipHash with a random key, so a key set crafted to hit
+        // one shard costs contention, not HashDoS.
+        let mut h = ShardHasher(0);
+        key.hash(&mut h);
+        let h = h.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[(h >> 59) as usize & (self.shards.len() - 1)]
     }
 
     /// Runs the decision table under the shard lock. `bg` receives a waiter
@@ -804,38 +805,38 @@ where
             }
             if age < p.max_stale {
                 let v = Arc::clone(v);
-                let stale = |reason, counter: &AtomicU64| {
+                let stale = |value, reason, counter: &AtomicU64| {
                     bump(counter);
                     Decision::Ready(Ok(Hit {
-                        value: Arc::clone(&v),
+                        value,
                         source: Source::Stale(reason),
                         age,
                     }))
                 };
                 if e.live_flight().is_some() {
-                    return stale(StaleReason::Revalidating, &c.stale_revalidating);
+                    return stale(v, StaleReason::Revalidating, &c.stale_revalidating);
                 }
                 if e.next_attempt.is_some_and(|t| now < t) {
                     return if e.failures > 0 {
-                        stale(StaleReason::LoadFailed, &c.stale_load_failed)
+                        stale(v, StaleReason::LoadFailed, &c.stale_load_failed)
                     } else {
-                        stale(StaleReason::Throttled, &c.stale_throttled)
+                        stale(v, StaleReason::Throttled, &c.stale_throttled)
                     };
                 }
-                let fallback = Some((Arc::clone(&v), e.stored_at));
+                let stored_at = e.stored_at;
                 let waiter = self.start_flight(e, key, now, true);
                 let non_blocking = age < p.ttl.saturating_add(p.stale_while_revalidate);
                 if self.spawner.is_some() {
                     *bg = e.flight.as_ref().and_then(|f| f.join());
                     if non_blocking {
                         drop(waiter);
-                        return stale(StaleReason::Revalidating, &c.stale_revalidating);
+                        return stale(v, StaleReason::Revalidating, &c.stale_revalidating);
                     }
                 }
                 return Decision::Wait {
                     waiter,
                     leader: true,
-                    fallback,
+                    fallback: Some((v, stored_at)),
                 };
             }
         }
@@ -1046,6 +1047,36 @@ where
             }
         }
         Err(err)
+    }
+}
+
+/// FxHash-style word mixer used only to pick a shard.
+struct ShardHasher(u64);
+
+impl Hasher for ShardHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
     }
 }
 
