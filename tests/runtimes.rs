@@ -18,7 +18,7 @@ use fairgate::{AcquireError, Semaphore, TryAcquireError};
 /// Scales work down under miri, where every step is ~1000× slower.
 fn scaled(n: usize) -> usize {
     if cfg!(miri) {
-        (n / 100).max(4)
+        (n / 1000).max(4)
     } else {
         n
     }
