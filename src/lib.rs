@@ -69,6 +69,11 @@ mod poll;
 #[cfg(feature = "singleflight")]
 pub mod singleflight;
 
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use acquire::Acquire;
 #[cfg(feature = "alloc")]
 pub use acquire::AcquireOwned;
