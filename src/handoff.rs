@@ -10,13 +10,16 @@ use crate::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
 use crate::sync::{AtomicPtr, Ordering::*};
 use crate::waiter::{flags::*, Waiter};
 
-/// Request-stack entries are node pointers tagged in their low bits (nodes are 8-aligned).
+/// Request-stack entries are node pointers tagged in their low two bits.
 pub(crate) mod tag {
     pub(crate) const ENQUEUE: usize = 0;
     pub(crate) const CANCEL: usize = 1;
     pub(crate) const ANCHOR: usize = 2;
     pub(crate) const MASK: usize = 0b11;
 }
+
+// Two tag bits need nodes aligned to at least 4 bytes.
+const _: () = assert!(core::mem::align_of::<Waiter>() >= 4);
 
 #[inline]
 pub(crate) fn tagged(node: *mut Waiter, t: usize) -> *mut Waiter {
@@ -56,13 +59,25 @@ impl WakeBatch {
         self.len += 1;
     }
 
+    /// Wakes in grant (FIFO) order.
     fn wake_all(&mut self) {
-        for slot in &mut self.wakers[..self.len] {
+        let len = core::mem::take(&mut self.len);
+        for slot in &mut self.wakers[..len] {
             if let Some(waker) = slot.take() {
+                // If this panics, `Drop` wakes the rest while unwinding.
                 waker.wake();
             }
         }
-        self.len = 0;
+    }
+}
+
+impl Drop for WakeBatch {
+    fn drop(&mut self) {
+        // Only non-empty when a wake panicked: the remaining waiters were granted and must
+        // still be woken.
+        for waker in self.wakers.iter_mut().filter_map(Option::take) {
+            waker.wake();
+        }
     }
 }
 

@@ -14,8 +14,14 @@ pub(crate) const DIRTY: usize = 1 << 3;
 pub(crate) const PERMIT_SHIFT: u32 = 4;
 pub(crate) const FLAG_MASK: usize = (1 << PERMIT_SHIFT) - 1;
 
-/// The largest number of permits a semaphore can hold (2^60 − 1 on 64-bit targets).
-pub const MAX_PERMITS: usize = usize::MAX >> PERMIT_SHIFT;
+/// The largest number of permits a semaphore can hold, and the largest request:
+/// `usize::MAX >> 7` (2^57 − 1 on 64-bit targets, 2^25 − 1 on 32-bit ones).
+///
+/// Bounded by the waiter node's `assigned` field (7 flag bits below it), which must hold any
+/// partial assignment of a request; the state word (4 flag bits) has room to spare.
+pub const MAX_PERMITS: usize = usize::MAX >> crate::waiter::flags::ASSIGNED_SHIFT;
+
+const _: () = assert!(MAX_PERMITS <= usize::MAX >> PERMIT_SHIFT);
 
 #[inline(always)]
 pub(crate) const fn permits(state: usize) -> usize {

@@ -69,6 +69,7 @@ unsafe impl Sync for Waiter {}
 
 impl Waiter {
     #[cfg(not(loom))]
+    #[inline]
     pub(crate) const fn new(requested: usize) -> Self {
         Self {
             state: AtomicUsize::new(0),
@@ -115,6 +116,7 @@ impl Waiter {
     /// # Safety
     /// `self` must be pinned (it stays at this address until dropped), and `sem` must be the
     /// same semaphore on every call for this node.
+    #[inline]
     pub(crate) unsafe fn poll_acquire(
         &self,
         sem: &Semaphore,
@@ -136,6 +138,7 @@ impl Waiter {
     }
 
     /// First poll: the fast path, or publish the node and enqueue it.
+    #[inline]
     unsafe fn poll_first(
         &self,
         sem: &Semaphore,
@@ -190,6 +193,9 @@ impl Waiter {
 
     /// A re-poll while queued: swap in the new waker if it changed, under `REGISTERING`.
     fn reregister(&self, cx: &mut Context<'_>) -> Poll<Result<usize, AcquireError>> {
+        // Cloned before REGISTERING is set: a clone that panics must not leave the flag set
+        // (the holder would then skip the wake, believing the owner is running).
+        let fresh = cx.waker().clone();
         let mut state = self.state.load(Acquire);
         loop {
             if state & RESOLVED != 0 {
@@ -207,8 +213,8 @@ impl Waiter {
         // the waker slot until we clear the flag (it resolves without reading it instead).
         let old = self.waker.with_mut(|w| unsafe {
             match &*w {
-                Some(current) if current.will_wake(cx.waker()) => None,
-                _ => (*w).replace(cx.waker().clone()),
+                Some(current) if current.will_wake(&fresh) => Some(fresh),
+                _ => (*w).replace(fresh),
             }
         });
         let mut state = self.state.load(Acquire);
@@ -221,7 +227,8 @@ impl Waiter {
                 Err(actual) => state = actual,
             }
         }
-        // The old waker may run arbitrary code when dropped; do it outside the flag.
+        // The old (or unused fresh) waker may run arbitrary code when dropped; do it outside
+        // the flag.
         drop(old);
         if state & RESOLVED != 0 {
             return Poll::Ready(self.finish(state));
@@ -243,6 +250,7 @@ impl Waiter {
     ///
     /// # Safety
     /// `self` must be pinned and `sem` the semaphore it was polled with.
+    #[inline]
     pub(crate) unsafe fn cancel(&self, sem: &Semaphore) {
         let mut state = self.state.load(Acquire);
         if state & WAITING == 0 {

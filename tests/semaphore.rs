@@ -257,6 +257,21 @@ fn add_permits_overflow_is_rejected_before_any_change() {
 }
 
 #[test]
+fn partial_assignment_of_max_request_is_refunded() {
+    // The largest partial assignment must fit the node's `assigned` field: a request for
+    // MAX_PERMITS that receives MAX_PERMITS - 1 and is then dropped returns all of them.
+    let sem = Semaphore::new(0);
+    let c = Counter::new();
+    let mut big = Box::pin(sem.acquire_many(MAX_PERMITS));
+    assert!(c.poll(big.as_mut()).is_pending());
+    sem.add_permits(MAX_PERMITS - 1);
+    assert_eq!(sem.available_permits(), 0, "assigned to the head, not free");
+    drop(big);
+    assert_eq!(sem.available_permits(), MAX_PERMITS - 1);
+    assert_eq!(sem.total_permits(), MAX_PERMITS - 1);
+}
+
+#[test]
 fn forget_permits_takes_only_free_permits_and_keeps_closed() {
     let sem = Semaphore::new(3);
     sem.close();
