@@ -1273,6 +1273,53 @@ fn group_leader_drop_park_panic_cancel() {
     });
 }
 
+/// Regression (found by the stress test): a waiter that registers while
+/// another waiter is polling the shared future, when the shared future wakes
+/// itself during that poll and the poller is then dropped, must still be woken.
+#[test]
+fn regression_wakeup_not_lost_when_poller_is_dropped() {
+    struct Flag(AtomicBool);
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    type GroupFut = Pin<Box<dyn Future<Output = Result<u64, GroupError<Boom>>> + Send>>;
+    bounded(|| {
+        let g: Group<u32, u64, Boom> = Group::new();
+        let g2 = g.clone();
+        let slot: Arc<Mutex<Option<GroupFut>>> = Arc::new(Mutex::new(Some(Box::pin(async move {
+            g2.work(1, || async { Ok(0) }).await
+        }))));
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let (slot2, flag2) = (slot.clone(), flag.clone());
+        let mut a = Box::pin(g.work(1, move || {
+            let mut first = true;
+            futures::future::poll_fn(move |cx| {
+                if !first {
+                    return Poll::Ready(Ok(7));
+                }
+                first = false;
+                cx.waker().wake_by_ref(); // the shared future wakes itself mid-poll
+                let mut b = slot2.lock().unwrap().take().unwrap();
+                let w = std::task::Waker::from(flag2.clone());
+                // B joins while A is polling the shared future.
+                assert!(b.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+                *slot2.lock().unwrap() = Some(b);
+                Poll::Pending
+            })
+        }));
+        assert!(poll_once(&mut a).is_pending());
+        drop(a);
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "B must be woken to drive the flight"
+        );
+        let b = slot.lock().unwrap().take().unwrap();
+        assert_eq!(futures::executor::block_on(b).unwrap(), 7);
+    });
+}
+
 // ---------------------------------------------------------------- stress
 
 #[test]

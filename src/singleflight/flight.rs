@@ -192,10 +192,16 @@ impl<O: Clone + Send + 'static> Flight<O> {
                 st.fut = Some(fut);
                 register(&mut st, slot, cx.waker());
                 if st.dirty {
-                    // Woken while we polled: come back soon, but yield first so
-                    // a future that always wakes itself cannot spin us forever.
+                    // Woken while we polled. Wake every waiter (ourselves
+                    // included) rather than re-polling in a loop: a future
+                    // that always wakes itself cannot spin us, and waiters
+                    // that registered during our poll are not stranded if we
+                    // are dropped right after this returns.
+                    let wakers = st.take_wakers();
                     drop(st);
-                    cx.waker().wake_by_ref();
+                    for w in wakers {
+                        w.wake();
+                    }
                 }
                 Poll::Pending
             }
