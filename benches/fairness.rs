@@ -895,7 +895,10 @@ pub fn main() {
         );
     }
 
-    println!("\n## Uncontended, interleaved bursts of {} ops, ns/op: min (median) and min/floor-min\n", 4_000);
+    println!(
+        "\n## Uncontended, interleaved bursts of {} ops, ns/op: min (median) and min/floor-min\n",
+        4_000
+    );
     let unc = uncontended_interleaved();
     let names = impl_names();
     print!("| case |");
@@ -906,13 +909,23 @@ pub fn main() {
     println!("|---|{}", "---:|".repeat(names.len()));
     let mut unc_csv = String::from("case,impl,min_ns,median_ns,min_ratio_to_floor\n");
     for case in ["acquire", "try_acquire", "acquire_many4", "owned"] {
-        let floor = unc.iter().find(|r| r.0 == case && r.1 == "floor").map_or(f64::NAN, |r| r.2);
+        let floor = unc
+            .iter()
+            .find(|r| r.0 == case && r.1 == "floor")
+            .map_or(f64::NAN, |r| r.2);
         print!("| {case} |");
         for n in &names {
             match unc.iter().find(|r| r.0 == case && r.1 == *n) {
                 Some(r) => {
                     print!(" {:.1} ({:.1}) {:.2}x |", r.2, r.3, r.2 / floor);
-                    unc_csv.push_str(&format!("{},{},{:.2},{:.2},{:.3}\n", r.0, r.1, r.2, r.3, r.2 / floor));
+                    unc_csv.push_str(&format!(
+                        "{},{},{:.2},{:.2},{:.3}\n",
+                        r.0,
+                        r.1,
+                        r.2,
+                        r.3,
+                        r.2 / floor
+                    ));
                 }
                 None => print!(" n/a |"),
             }
