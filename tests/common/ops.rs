@@ -625,9 +625,9 @@ impl<'a> Interp<'a> {
     }
 
     fn log(&mut self, what: core::fmt::Arguments<'_>) {
-        // The fuzzer runs millions of sequences: skip the trace there (replay a crash input
-        // through `tests/model_ops.rs` to get it).
-        if cfg!(fuzzing) {
+        // The fuzzer runs millions of sequences and Miri is ~1000x slower: skip the trace
+        // there (replay a failing input natively through `tests/model_ops.rs` to get it).
+        if cfg!(fuzzing) || cfg!(miri) {
             return;
         }
         // Keep the trace bounded: the last ~64 steps are what matter for a failure.
