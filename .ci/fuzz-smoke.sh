@@ -41,8 +41,13 @@ for target in $(cargo +nightly fuzz list); do
         echo "fuzz-smoke: $target ok in $(($(date +%s) - start))s: $summary"
     else
         status=1
-        echo "fuzz-smoke: $target FAILED (log: fuzz/smoke-$target.log); last lines:" >&2
-        tail -n 60 "$root/fuzz/smoke-$target.log" >&2
+        echo "fuzz-smoke: $target FAILED (log: fuzz/smoke-$target.log)" >&2
+        # The interpreter's panic message names the step and the broken check.
+        grep -m 3 -A 1 -E 'panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)' \
+            "$root/fuzz/smoke-$target.log" >&2 || true
+        grep -E 'Test unit written|^Base64|^SUMMARY' "$root/fuzz/smoke-$target.log" >&2 || true
+        echo "fuzz-smoke: last lines of the log:" >&2
+        tail -n 20 "$root/fuzz/smoke-$target.log" >&2
         echo "fuzz-smoke: crash inputs are in fuzz/artifacts/$target/; copy them into" \
             "tests/regressions/$target/ so 'cargo test --test model_ops' replays them" >&2
     fi
