@@ -41,9 +41,13 @@ impl<'a> Acquire<'a> {
 impl<'a> Future for Acquire<'a> {
     type Output = Result<Permit<'a>, AcquireError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Only a shared reference is ever made to the pinned future.
         let this = self.into_ref().get_ref();
+        if let Some(n) = this.waiter.try_fast(this.sem) {
+            return Poll::Ready(Ok(Permit::new(this.sem, n)));
+        }
         // SAFETY: `this` is pinned (we came from `Pin<&mut Self>`) and always uses `this.sem`.
         let poll = unsafe { this.waiter.poll_acquire(this.sem, cx) };
         poll.map(|r| r.map(|n| Permit::new(this.sem, n)))
@@ -51,6 +55,7 @@ impl<'a> Future for Acquire<'a> {
 }
 
 impl Drop for Acquire<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: a future that was polled was pinned, and `Drop` runs before its memory is
         // reused; one that was never polled was never published, which `cancel` detects.
@@ -100,8 +105,12 @@ mod owned {
     impl Future for AcquireOwned {
         type Output = Result<OwnedPermit, AcquireError>;
 
+        #[inline]
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.into_ref().get_ref();
+            if let Some(n) = this.waiter.try_fast(&this.sem) {
+                return Poll::Ready(Ok(OwnedPermit::new(Arc::clone(&this.sem), n)));
+            }
             // SAFETY: `this` is pinned and always uses the same semaphore.
             let poll = unsafe { this.waiter.poll_acquire(&this.sem, cx) };
             poll.map(|r| r.map(|n| OwnedPermit::new(Arc::clone(&this.sem), n)))
@@ -109,6 +118,7 @@ mod owned {
     }
 
     impl Drop for AcquireOwned {
+        #[inline]
         fn drop(&mut self) {
             // SAFETY: as for `Acquire`: pinned if ever polled, and `cancel` handles the rest.
             unsafe { self.waiter.cancel(&self.sem) };

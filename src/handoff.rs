@@ -2,6 +2,7 @@
 //! holds the `HANDOFF` bit, drains requests, hands permits to the head of the FIFO, resolves
 //! waiters and wakes them after giving the role back. DESIGN.md §2–§4.3.
 
+use core::mem::MaybeUninit;
 use core::ptr;
 use core::task::Waker;
 
@@ -34,18 +35,20 @@ fn untag(entry: *mut Waiter) -> (*mut Waiter, usize) {
 /// How many wakers one pass collects before it gives the role back and wakes them.
 const WAKE_BATCH: usize = 16;
 
+/// Wakers collected during a pass, woken after the role is given back. Slots `next..len` are
+/// initialised; the array is never zeroed or dropped as a whole (a measured cost per pass).
 struct WakeBatch {
-    wakers: [Option<Waker>; WAKE_BATCH],
+    wakers: [MaybeUninit<Waker>; WAKE_BATCH],
     len: usize,
+    next: usize,
 }
 
 impl WakeBatch {
-    const EMPTY: Option<Waker> = None;
-
     fn new() -> Self {
         Self {
-            wakers: [Self::EMPTY; WAKE_BATCH],
+            wakers: [const { MaybeUninit::uninit() }; WAKE_BATCH],
             len: 0,
+            next: 0,
         }
     }
 
@@ -54,30 +57,30 @@ impl WakeBatch {
     }
 
     fn push(&mut self, waker: Waker) {
-        debug_assert!(!self.is_full());
-        self.wakers[self.len] = Some(waker);
+        assert!(!self.is_full(), "wake batch overflow");
+        self.wakers[self.len].write(waker);
         self.len += 1;
     }
 
     /// Wakes in grant (FIFO) order.
     fn wake_all(&mut self) {
-        let len = core::mem::take(&mut self.len);
-        for slot in &mut self.wakers[..len] {
-            if let Some(waker) = slot.take() {
-                // If this panics, `Drop` wakes the rest while unwinding.
-                waker.wake();
-            }
+        while self.next < self.len {
+            // SAFETY: slots `next..len` are initialised, and `next` moves past this slot
+            // before the waker is used, so it is read exactly once even if `wake` panics.
+            let waker = unsafe { self.wakers[self.next].assume_init_read() };
+            self.next += 1;
+            waker.wake();
         }
+        self.len = 0;
+        self.next = 0;
     }
 }
 
 impl Drop for WakeBatch {
     fn drop(&mut self) {
         // Only non-empty when a wake panicked: the remaining waiters were granted and must
-        // still be woken.
-        for waker in self.wakers.iter_mut().filter_map(Option::take) {
-            waker.wake();
-        }
+        // still be woken while unwinding.
+        self.wake_all();
     }
 }
 

@@ -76,6 +76,7 @@ impl<'a> Permit<'a> {
 }
 
 impl Drop for Permit<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.sem.release(self.permits);
     }
@@ -161,6 +162,7 @@ mod owned {
     }
 
     impl Drop for OwnedPermit {
+        #[inline]
         fn drop(&mut self) {
             self.sem.release(self.permits);
         }

@@ -139,16 +139,19 @@ impl Semaphore {
     /// sem.close();
     /// assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::Closed);
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, TryAcquireError> {
         self.try_acquire_many(1)
     }
 
     /// Takes `n` permits if they are free and nobody is queued. Never queues.
+    #[inline]
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
         self.try_take_checked(n)?;
         Ok(Permit::new(self, n))
     }
 
+    #[inline]
     pub(crate) fn try_take_checked(&self, n: usize) -> Result<(), TryAcquireError> {
         if n > MAX_PERMITS {
             return Err(TryAcquireError::TooManyPermits { requested: n });
@@ -191,20 +194,27 @@ impl Semaphore {
         if n == 0 {
             return;
         }
-        let add = state::from_permits(n);
+        // One RMW. Cannot overflow: permits field ≤ total ≤ MAX_PERMITS (invariant I4). With
+        // `QUEUED` clear the permits are free at once; with it set they are a deposit.
+        let prev = self.state.fetch_add(state::from_permits(n), Release);
+        if prev & QUEUED != 0 {
+            self.after_deposit();
+        }
+    }
+
+    /// A deposit was made while waiters were queued: make sure a handoff pass takes it
+    /// (invariant I3). If a holder is active, our deposit changed the word its exit CAS
+    /// compares, so it runs another pass; if `QUEUED` was cleared since, the holder that
+    /// cleared it turned our deposit into free permits. Otherwise take the role.
+    #[cold]
+    fn after_deposit(&self) {
         let mut s = self.state.load(Relaxed);
-        loop {
-            // Cannot overflow: permits field ≤ total ≤ MAX_PERMITS (invariant I4).
-            let take_role = s & (QUEUED | HANDOFF) == QUEUED;
-            let new = if take_role {
-                (s + add) | HANDOFF
-            } else {
-                s + add
-            };
-            let ordering = if take_role { AcqRel } else { Release };
-            match self.state.compare_exchange_weak(s, new, ordering, Relaxed) {
-                Ok(_) if take_role => return self.run_handoff(core::ptr::null()),
-                Ok(_) => return,
+        while s & (QUEUED | HANDOFF) == QUEUED {
+            match self
+                .state
+                .compare_exchange_weak(s, s | HANDOFF, AcqRel, Relaxed)
+            {
+                Ok(_) => return self.run_handoff(core::ptr::null()),
                 Err(actual) => s = actual,
             }
         }

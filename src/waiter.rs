@@ -111,6 +111,23 @@ impl Waiter {
         self.requested.with(|p| unsafe { *p })
     }
 
+    /// The uncontended first poll, kept small so it inlines into `poll`: takes the permits
+    /// if the node was never published and they are free. Anything else (a re-poll, zero or
+    /// oversized requests, a closed or busy semaphore) returns `None` for the full path.
+    #[inline]
+    pub(crate) fn try_fast(&self, sem: &Semaphore) -> Option<usize> {
+        // A zero state means the node was never published: only this thread has touched it.
+        if self.state.load(Relaxed) != 0 {
+            return None;
+        }
+        let n = self.requested();
+        if n.wrapping_sub(1) >= MAX_PERMITS || sem.try_take(n).is_err() {
+            return None;
+        }
+        self.state.store(FINISHED, Relaxed);
+        Some(n)
+    }
+
     /// Polls the acquire this node belongs to.
     ///
     /// # Safety
@@ -252,11 +269,20 @@ impl Waiter {
     /// `self` must be pinned and `sem` the semaphore it was polled with.
     #[inline]
     pub(crate) unsafe fn cancel(&self, sem: &Semaphore) {
-        let mut state = self.state.load(Acquire);
-        if state & WAITING == 0 {
-            // Never published (or finished on the fast path).
+        // Never published (or finished on the fast path): nothing to do. Only this thread has
+        // written the state of an unpublished node, so a relaxed load suffices.
+        if self.state.load(Relaxed) & WAITING == 0 {
             return;
         }
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.cancel_published(sem) }
+    }
+
+    /// # Safety
+    /// As for `cancel`, and the node was published.
+    #[cold]
+    unsafe fn cancel_published(&self, sem: &Semaphore) {
+        let mut state = self.state.load(Acquire);
         loop {
             if state & RESOLVED != 0 {
                 if state & (GRANTED | FINISHED) == GRANTED {

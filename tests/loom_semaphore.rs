@@ -411,6 +411,25 @@ fn blocking_acquire_vs_release() {
 }
 
 #[test]
+fn deposit_vs_holder_exit() {
+    // Two deposits race with each other's handoff passes: the `fetch_add` release leaves the
+    // deposit in the word and only then decides whether to take the role; neither permit may
+    // be stranded in the word with waiters queued and no holder.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let first = queued(&sem, 1);
+        let second = queued(&sem, 1);
+        let s = sem.clone();
+        let t = thread::spawn(move || s.add_permits(1));
+        sem.add_permits(1);
+        t.join().unwrap();
+        drop(block_on(first).unwrap());
+        drop(block_on(second).unwrap());
+        assert_all_back(&sem, 2);
+    });
+}
+
+#[test]
 fn two_enqueues_vs_release() {
     // Two threads enqueue while a third releases: both served, one after the other.
     model_bound(1, || {
