@@ -5,7 +5,10 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicUsize};
 
-#[cfg(not(loom))]
+#[cfg(all(shuttle, not(loom)))]
+pub(crate) use shuttle::sync::atomic::{AtomicPtr, AtomicUsize};
+
+#[cfg(not(any(loom, shuttle)))]
 pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
 pub(crate) use core::sync::atomic::Ordering;
@@ -61,12 +64,12 @@ impl<T> UnsafeCell<T> {
 /// yields the thread where there is an OS to yield to. Under loom every step yields so the model
 /// can schedule the holder.
 pub(crate) struct Backoff {
-    #[cfg_attr(loom, allow(dead_code))]
+    #[cfg_attr(any(loom, shuttle), allow(dead_code))]
     step: u32,
 }
 
 impl Backoff {
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, shuttle)))]
     const SPIN_LIMIT: u32 = 6;
 
     pub(crate) fn new() -> Self {
@@ -78,7 +81,11 @@ impl Backoff {
         {
             loom::thread::yield_now();
         }
-        #[cfg(not(loom))]
+        #[cfg(all(shuttle, not(loom)))]
+        {
+            shuttle::thread::yield_now();
+        }
+        #[cfg(not(any(loom, shuttle)))]
         {
             if self.step <= Self::SPIN_LIMIT {
                 for _ in 0..(1u32 << self.step) {
