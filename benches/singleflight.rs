@@ -5,9 +5,20 @@
 //!   (asserted), compared with moka's `get_with` and `async_singleflight`.
 //!
 //! Run: `cargo bench --features singleflight --bench singleflight`.
+//!
+//! Load-independent instruction counts per hit (callgrind), no criterion:
+//!
+//! ```text
+//! SF_COUNT_HITS=100000 valgrind --tool=callgrind --callgrind-out-file=/tmp/sf.cg \
+//!     $CARGO_TARGET_DIR/release/deps/singleflight-<hash>
+//! callgrind_annotate --inclusive=yes /tmp/sf.cg | grep count_
+//! ```
+//!
+//! Each `count_*` function runs `SF_COUNT_HITS` hits; divide its inclusive
+//! instruction count by that number.
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use fairgate::singleflight::{Group, ManualClock, Policy, Source, StaleCache, StaleReason};
+use criterion::{criterion_group, Criterion};
+use fairgate::singleflight::{Group, Loader, ManualClock, Policy, Source, StaleCache, StaleReason};
 use futures::FutureExt;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -271,5 +282,102 @@ fn stampede(c: &mut Criterion) {
     );
 }
 
+/// `SF_COUNT_HITS` loops: fresh hits with the manual clock.
+#[inline(never)]
+fn count_fresh<L: Loader<u64, u64, Error = ()>>(cache: &StaleCache<u64, u64, L>, n: u64) {
+    for i in 0..n {
+        let k = i % 1000;
+        black_box(cache.get(black_box(&k)).now_or_never().unwrap().unwrap());
+    }
+}
+
+#[inline(never)]
+fn count_fresh_system_clock<L: Loader<u64, u64, Error = ()>>(
+    cache: &StaleCache<u64, u64, L>,
+    n: u64,
+) {
+    for i in 0..n {
+        let k = i % 1000;
+        black_box(cache.get(black_box(&k)).now_or_never().unwrap().unwrap());
+    }
+}
+
+#[inline(never)]
+fn count_stale<L: Loader<u64, u64, Error = ()>>(cache: &StaleCache<u64, u64, L>, n: u64) {
+    for i in 0..n {
+        let k = i % 1000;
+        let h = cache.get(black_box(&k)).now_or_never().unwrap().unwrap();
+        assert!(h.is_stale());
+        black_box(h);
+    }
+}
+
+#[inline(never)]
+fn count_baseline(m: &std::sync::Mutex<std::collections::HashMap<u64, Arc<u64>>>, n: u64) {
+    for i in 0..n {
+        let k = i % 1000;
+        black_box(m.lock().unwrap().get(black_box(&k)).cloned());
+    }
+}
+
+fn count_hits(n: u64) {
+    let clock = ManualClock::new();
+    let policy = Policy {
+        ttl: Duration::from_secs(10),
+        max_stale: Duration::from_secs(3600),
+        min_refresh_interval: Duration::from_secs(3600),
+        ..Policy::default()
+    };
+    let loader = |k: &u64, _p: Option<Arc<u64>>| {
+        let k = *k;
+        async move { Ok::<_, ()>(k) }
+    };
+    let cache = StaleCache::builder(loader)
+        .policy(policy.clone())
+        .clock(clock.clone())
+        .build();
+    let sys = StaleCache::builder(loader).build();
+    let stale = StaleCache::builder(loader)
+        .policy(policy)
+        .clock(clock.clone())
+        .build();
+    for k in 0..1000u64 {
+        cache.insert(k, k);
+        sys.insert(k, k);
+        stale.get(&k).now_or_never().unwrap().unwrap();
+    }
+    // `SF_COUNT_ONLY=fresh|system|stale|baseline` runs one loop (for perf).
+    let only = std::env::var("SF_COUNT_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only == name;
+    clock.advance(Duration::from_secs(5));
+    if run("fresh") {
+        count_fresh(&cache, n);
+        assert_eq!(cache.stats().fresh, n);
+    }
+    if run("system") {
+        count_fresh_system_clock(&sys, n);
+    }
+    clock.advance(Duration::from_secs(20));
+    if run("stale") {
+        count_stale(&stale, n);
+    }
+    let baseline: std::sync::Mutex<std::collections::HashMap<u64, Arc<u64>>> =
+        std::sync::Mutex::new((0..1000u64).map(|k| (k, Arc::new(k))).collect());
+    if run("baseline") {
+        count_baseline(&baseline, n);
+    }
+}
+
 criterion_group!(benches, hits, stampede);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("SF_COUNT_HITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        count_hits(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -57,6 +57,7 @@ mod cache;
 mod clock;
 mod flight;
 mod group;
+mod hash;
 mod limiter;
 
 pub use cache::{

@@ -5,7 +5,7 @@ use std::boxed::Box;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use std::vec::Vec;
 
 use super::clock::{Clock, Spawn, SystemClock};
 use super::flight::{lock, Abort, BoxFut, Flight, Waiter};
+use super::hash::KeyState;
 use super::limiter::Limiter;
 
 /// Fetches the value for a key from the backend. Registered once, up front,
@@ -319,15 +320,13 @@ pub struct Stats {
     pub in_flight: u64,
 }
 
+/// Counters bumped outside any shard lock (atomics, shared).
 #[derive(Default)]
 struct Counters {
-    fresh: AtomicU64,
-    stale_revalidating: AtomicU64,
-    stale_throttled: AtomicU64,
+    /// Only the waiting path (`settle`); hits count in [`HitCounts`].
     stale_load_failed: AtomicU64,
     loaded: AtomicU64,
     joined: AtomicU64,
-    throttled_errors: AtomicU64,
     loads_started: AtomicU64,
     loads_succeeded: AtomicU64,
     loads_failed: AtomicU64,
@@ -336,6 +335,18 @@ struct Counters {
     loads_discarded: AtomicU64,
     evictions: AtomicU64,
     in_flight: AtomicU64,
+}
+
+/// Counters bumped by the decision table while it holds a shard lock: plain
+/// integers in the shard, so a hit costs no extra atomic read-modify-write
+/// on a cache line every thread shares. [`StaleCache::stats`] sums them.
+#[derive(Default, Clone, Copy)]
+struct HitCounts {
+    fresh: u64,
+    stale_revalidating: u64,
+    stale_throttled: u64,
+    stale_load_failed: u64,
+    throttled_errors: u64,
 }
 
 #[inline]
@@ -393,7 +404,8 @@ impl<V, E> Entry<V, E> {
 }
 
 struct Shard<K, V, E> {
-    map: HashMap<K, Entry<V, E>>,
+    map: HashMap<K, Entry<V, E>, KeyState>,
+    hits: HitCounts,
     /// Second-chance (CLOCK) eviction order. May hold keys that were removed
     /// or duplicates; those are skipped and compacted away.
     order: VecDeque<K>,
@@ -441,6 +453,8 @@ struct Inner<K, V, L: Loader<K, V>> {
     clock: Arc<dyn Clock>,
     spawner: Option<Arc<dyn Spawn>>,
     shards: Shards<K, V, L::Error>,
+    /// Picks the shard and hashes keys inside every shard map.
+    hasher: KeyState,
     counters: Counters,
     next_id: AtomicU64,
     limiter: Option<Arc<Limiter>>,
@@ -483,10 +497,12 @@ where
     pub fn build(self) -> StaleCache<K, V, L> {
         let cap = self.policy.max_entries.max(1);
         let n = (cap / 64).clamp(1, 16).next_power_of_two().min(16);
+        let hasher = KeyState::new();
         let shards = (0..n)
             .map(|i| {
                 Mutex::new(Shard {
-                    map: HashMap::new(),
+                    map: HashMap::with_hasher(hasher),
+                    hits: HitCounts::default(),
                     order: VecDeque::new(),
                     cap: cap / n + usize::from(i < cap % n),
                 })
@@ -504,6 +520,7 @@ where
                 clock: self.clock,
                 spawner: self.spawner,
                 shards,
+                hasher,
                 counters: Counters::default(),
                 next_id: AtomicU64::new(1),
                 limiter,
@@ -619,24 +636,18 @@ where
     /// consistent. If it was the last waiter of a load (and there is no
     /// spawner) the load is cancelled and the next caller starts afresh.
     pub async fn get(&self, key: &K) -> Result<Hit<V>, CacheError<L::Error>> {
-        let mut bg = None;
-        let decision = self.inner.decide(key, &mut bg);
-        if let (Some(bg), Some(sp)) = (bg, &self.inner.spawner) {
-            sp.spawn(Box::pin(async move {
-                let _ = bg.await;
-            }));
-        }
-        match decision {
-            Decision::Ready(r) => r,
+        // Only the waiting state is kept across the `.await`: a hit returns
+        // from the first poll without touching any of it.
+        let (waiter, leader, fallback) = match self.inner.decide(key) {
+            Decision::Ready(r) => return r,
             Decision::Wait {
                 waiter,
                 leader,
                 fallback,
-            } => {
-                let out = waiter.await;
-                self.inner.settle(out, leader, fallback)
-            }
-        }
+            } => (waiter, leader, fallback),
+        };
+        let out = waiter.await;
+        self.inner.settle(out, leader, fallback)
     }
 
     /// The cached value, if one may be served, without loading or waiting.
@@ -725,14 +736,23 @@ where
     pub fn stats(&self) -> Stats {
         let c = &self.inner.counters;
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut h = HitCounts::default();
+        for s in self.inner.shards.iter() {
+            let s = lock(s).hits;
+            h.fresh += s.fresh;
+            h.stale_revalidating += s.stale_revalidating;
+            h.stale_throttled += s.stale_throttled;
+            h.stale_load_failed += s.stale_load_failed;
+            h.throttled_errors += s.throttled_errors;
+        }
         Stats {
-            fresh: r(&c.fresh),
-            stale_revalidating: r(&c.stale_revalidating),
-            stale_throttled: r(&c.stale_throttled),
-            stale_load_failed: r(&c.stale_load_failed),
+            fresh: h.fresh,
+            stale_revalidating: h.stale_revalidating,
+            stale_throttled: h.stale_throttled,
+            stale_load_failed: h.stale_load_failed + r(&c.stale_load_failed),
             loaded: r(&c.loaded),
             joined: r(&c.joined),
-            throttled_errors: r(&c.throttled_errors),
+            throttled_errors: h.throttled_errors,
             loads_started: r(&c.loads_started),
             loads_succeeded: r(&c.loads_succeeded),
             loads_failed: r(&c.loads_failed),
@@ -751,22 +771,44 @@ where
     V: Send + Sync + 'static,
     L: Loader<K, V>,
 {
+    #[inline]
     fn shard(&self, key: &K) -> &Mutex<Shard<K, V, L::Error>> {
-        if self.shards.len() == 1 {
+        let n = self.shards.len();
+        if n == 1 {
             return &self.shards[0];
         }
-        // A cheap multiplicative hash picks the shard; the shard's HashMap
-        // still uses SipHash with a random key, so a key set crafted to hit
-        // one shard costs contention, not HashDoS.
-        let mut h = ShardHasher(0);
-        key.hash(&mut h);
-        let h = h.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        &self.shards[(h >> 59) as usize & (self.shards.len() - 1)]
+        // Bits 40..44 of the same seeded hash the shard maps use: hashbrown
+        // takes its bucket index from the low bits and its tag from the top 7,
+        // so the shard choice does not thin out either within a shard.
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h >> 40) as usize & (n - 1)]
+    }
+
+    /// Runs the decision table, then hands a background waiter (if the table
+    /// asked for one) to the spawner with no lock held.
+    #[inline]
+    fn decide(self: &Arc<Self>, key: &K) -> Decision<V, L::Error> {
+        let mut bg = None;
+        let decision = self.decide_locked(key, &mut bg);
+        if let Some(bg) = bg {
+            self.spawn_waiter(bg);
+        }
+        decision
+    }
+
+    #[cold]
+    fn spawn_waiter(&self, bg: Waiter<Out<V, L::Error>>) {
+        if let Some(sp) = &self.spawner {
+            sp.spawn(Box::pin(async move {
+                let _ = bg.await;
+            }));
+        }
     }
 
     /// Runs the decision table under the shard lock. `bg` receives a waiter
     /// to hand to the spawner once the lock is released.
-    fn decide(
+    #[inline]
+    fn decide_locked(
         self: &Arc<Self>,
         key: &K,
         bg: &mut Option<Waiter<Out<V, L::Error>>>,
@@ -796,7 +838,7 @@ where
         if let Some(v) = &e.value {
             let age = now.saturating_duration_since(e.stored_at);
             if !e.marked_stale && age < p.ttl {
-                bump(&c.fresh);
+                shard.hits.fresh += 1;
                 return Decision::Ready(Ok(Hit {
                     value: Arc::clone(v),
                     source: Source::Fresh,
@@ -805,8 +847,9 @@ where
             }
             if age < p.max_stale {
                 let v = Arc::clone(v);
-                let stale = |value, reason, counter: &AtomicU64| {
-                    bump(counter);
+                let hits = &mut shard.hits;
+                let stale = |value, reason, counter: &mut u64| {
+                    *counter += 1;
                     Decision::Ready(Ok(Hit {
                         value,
                         source: Source::Stale(reason),
@@ -814,13 +857,13 @@ where
                     }))
                 };
                 if e.live_flight().is_some() {
-                    return stale(v, StaleReason::Revalidating, &c.stale_revalidating);
+                    return stale(v, StaleReason::Revalidating, &mut hits.stale_revalidating);
                 }
                 if e.next_attempt.is_some_and(|t| now < t) {
                     return if e.failures > 0 {
-                        stale(v, StaleReason::LoadFailed, &c.stale_load_failed)
+                        stale(v, StaleReason::LoadFailed, &mut hits.stale_load_failed)
                     } else {
-                        stale(v, StaleReason::Throttled, &c.stale_throttled)
+                        stale(v, StaleReason::Throttled, &mut hits.stale_throttled)
                     };
                 }
                 let stored_at = e.stored_at;
@@ -830,7 +873,7 @@ where
                     *bg = e.flight.as_ref().and_then(|f| f.join());
                     if non_blocking {
                         drop(waiter);
-                        return stale(v, StaleReason::Revalidating, &c.stale_revalidating);
+                        return stale(v, StaleReason::Revalidating, &mut hits.stale_revalidating);
                     }
                 }
                 return Decision::Wait {
@@ -851,7 +894,7 @@ where
             }
         }
         if let Some(until) = e.negative_until.filter(|t| now < *t) {
-            bump(&c.throttled_errors);
+            shard.hits.throttled_errors += 1;
             return Decision::Ready(Err(CacheError::Throttled {
                 retry_in: until - now,
                 last_error: e.last_error.clone(),
@@ -1047,36 +1090,6 @@ where
             }
         }
         Err(err)
-    }
-}
-
-/// FxHash-style word mixer used only to pick a shard.
-struct ShardHasher(u64);
-
-impl Hasher for ShardHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
     }
 }
 
