@@ -6,8 +6,10 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
@@ -593,6 +595,46 @@ impl<K, V, L: Loader<K, V>> fmt::Debug for StaleCache<K, V, L> {
     }
 }
 
+/// The future returned by [`StaleCache::get`]. Hand-written rather than an
+/// `async fn` so that a hit is decided and returned from the first poll with
+/// the result built once, in place (the generator version moved the result
+/// through two enum layers on the stack).
+struct Get<'a, K, V, L: Loader<K, V>> {
+    inner: &'a Arc<Inner<K, V, L>>,
+    key: &'a K,
+    /// Set once this caller waits on a flight: `(waiter, leader, fallback)`.
+    #[allow(clippy::type_complexity)]
+    wait: Option<(Waiter<Out<V, L::Error>>, bool, Option<(Arc<V>, Instant)>)>,
+}
+
+impl<K, V, L> Future for Get<'_, K, V, L>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    L: Loader<K, V>,
+{
+    type Output = Result<Hit<V>, CacheError<L::Error>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.wait.is_none() {
+            match this.inner.decide(this.key) {
+                Decision::Ready(r) => return Poll::Ready(r),
+                Decision::Wait {
+                    waiter,
+                    leader,
+                    fallback,
+                } => this.wait = Some((waiter, leader, fallback)),
+            }
+        }
+        let (waiter, _, _) = this.wait.as_mut().expect("polled after completion");
+        let out = ready!(Pin::new(waiter).poll(cx));
+        let (_, leader, fallback) = this.wait.take().expect("checked above");
+        Poll::Ready(this.inner.settle(out, leader, fallback))
+    }
+}
+
 enum Decision<V, E> {
     Ready(Result<Hit<V>, CacheError<E>>),
     Wait {
@@ -635,21 +677,16 @@ where
     /// Cancel-safe: dropping the future at any point leaves the cache
     /// consistent. If it was the last waiter of a load (and there is no
     /// spawner) the load is cancelled and the next caller starts afresh.
-    pub async fn get(&self, key: &K) -> Result<Hit<V>, CacheError<L::Error>> {
-        // Only the waiting state is kept across the `.await`: a hit returns
-        // from the first poll without touching any of it.
-        let (waiter, leader, fallback) = match self.inner.decide(key) {
-            Decision::Ready(r) => return r,
-            Decision::Wait {
-                waiter,
-                leader,
-                fallback,
-            } => (waiter, leader, fallback),
-        };
-        let out = waiter.await;
-        self.inner.settle(out, leader, fallback)
+    pub fn get<'a>(
+        &'a self,
+        key: &'a K,
+    ) -> impl Future<Output = Result<Hit<V>, CacheError<L::Error>>> + Send + 'a {
+        Get {
+            inner: &self.inner,
+            key,
+            wait: None,
+        }
     }
-
     /// The cached value, if one may be served, without loading or waiting.
     pub fn peek(&self, key: &K) -> Option<Hit<V>> {
         let inner = &*self.inner;
