@@ -150,6 +150,7 @@ type Cache = StaleCache<u32, u64, Gated>;
 fn policy() -> Policy {
     Policy {
         ttl: Duration::from_secs(10),
+        ttl_jitter: Duration::ZERO,
         stale_while_revalidate: Duration::MAX,
         max_stale: Duration::from_secs(100),
         min_refresh_interval: Duration::from_secs(5),
@@ -633,6 +634,100 @@ fn t12_ttl_boundaries() {
         let h = now(cache.get(&1)).unwrap();
         assert_eq!(h.source, Source::Fresh);
         assert_eq!(rig.calls(), 2);
+    });
+}
+
+/// T12, jitter half: `ttl_jitter` spreads expiry within `[ttl - jitter, ttl]`,
+/// for inserted and for loaded values, and is reproducible for a fixed seed.
+/// Fails if the jitter is ignored (then every key is still fresh at 75 s).
+#[test]
+fn t12_ttl_jitter_spreads_expiry_deterministically() {
+    bounded(|| {
+        const N: u32 = 200;
+        let build = |seed: u64, clock: &ManualClock| {
+            StaleCache::builder(|k: &u32, _p: Option<Arc<u32>>| {
+                let k = *k;
+                async move { Ok::<_, ()>(k) }
+            })
+            .policy(Policy {
+                ttl: Duration::from_secs(100),
+                ttl_jitter: Duration::from_secs(50),
+                max_stale: Duration::from_secs(3600),
+                min_refresh_interval: Duration::ZERO,
+                ..policy()
+            })
+            .clock(clock.clone())
+            .jitter_seed(seed)
+            .build()
+        };
+        // Half the keys inserted, half loaded through `get`, all at t = 0.
+        let populated = |seed: u64| {
+            let clock = ManualClock::new();
+            let cache = build(seed, &clock);
+            for k in 0..N {
+                if k % 2 == 0 {
+                    cache.insert(k, k);
+                } else {
+                    let h = now(cache.get(&k)).unwrap();
+                    assert_eq!(h.source, Source::Loaded);
+                }
+            }
+            (clock, cache)
+        };
+        // The keys still fresh `at` seconds later.
+        let fresh_at = |seed: u64, at: u64| -> Vec<u32> {
+            let (clock, cache) = populated(seed);
+            clock.advance(Duration::from_secs(at));
+            (0..N)
+                .filter(|k| {
+                    let h = cache.peek(k).expect("within max_stale");
+                    h.source == Source::Fresh
+                })
+                .collect()
+        };
+        // Never jittered beyond the bounds.
+        assert_eq!(
+            fresh_at(7, 50).len(),
+            N as usize,
+            "all fresh before ttl - jitter"
+        );
+        assert!(fresh_at(7, 100).is_empty(), "none fresh at ttl");
+        // Spread inside the window, for both insert and load.
+        let mid = fresh_at(7, 75);
+        let (even, odd) = (
+            mid.iter().filter(|k| *k % 2 == 0).count(),
+            mid.iter().filter(|k| *k % 2 == 1).count(),
+        );
+        assert!(
+            (20..80).contains(&even),
+            "inserted keys spread: {even}/100 fresh"
+        );
+        assert!(
+            (20..80).contains(&odd),
+            "loaded keys spread: {odd}/100 fresh"
+        );
+        // Deterministic for a seed, different for another.
+        assert_eq!(fresh_at(7, 75), mid);
+        assert_ne!(fresh_at(8, 75), mid);
+        // `get` agrees with `peek`, and a refresh draws a new expiry that is
+        // still within bounds.
+        let (clock, cache) = populated(7);
+        clock.advance(Duration::from_secs(75));
+        for k in 0..N {
+            let h = now(cache.get(&k)).unwrap();
+            let fresh = mid.contains(&k);
+            assert_eq!(h.source == Source::Fresh, fresh, "key {k}");
+            if !fresh {
+                // Past its jittered expiry: this caller refreshed it.
+                assert_eq!(h.source, Source::Loaded);
+                assert_eq!(h.age, Duration::ZERO);
+            }
+        }
+        clock.advance(Duration::from_secs(50) - Duration::from_nanos(1));
+        let refreshed: Vec<u32> = (0..N).filter(|k| !mid.contains(k)).collect();
+        for k in &refreshed {
+            assert_eq!(cache.peek(k).unwrap().source, Source::Fresh, "key {k}");
+        }
     });
 }
 

@@ -115,6 +115,15 @@ impl Backoff {
 pub struct Policy {
     /// How long a stored value is fresh. Default 60 s.
     pub ttl: Duration,
+    /// Spreads expiry: each stored value (every load and every `insert`) is
+    /// fresh for `ttl - j`, with `j` in `[0, min(ttl_jitter, ttl)]` drawn
+    /// from a hash of the key, the store's sequence number and the cache's
+    /// jitter seed ([`Builder::jitter_seed`]; random per cache by default).
+    /// Keys loaded together therefore do not all expire, and refresh,
+    /// together. `ttl` stays an upper bound on freshness; the
+    /// `stale_while_revalidate` band starts at the jittered expiry;
+    /// `max_stale` is not jittered. Default `Duration::ZERO` (off).
+    pub ttl_jitter: Duration,
     /// Non-blocking stale window after `ttl`. Default `Duration::MAX`
     /// (nobody holding usable stale data ever waits).
     pub stale_while_revalidate: Duration,
@@ -146,6 +155,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             ttl: Duration::from_secs(60),
+            ttl_jitter: Duration::ZERO,
             stale_while_revalidate: Duration::MAX,
             max_stale: Duration::from_secs(3600),
             min_refresh_interval: Duration::from_secs(5),
@@ -362,6 +372,8 @@ type Out<V, E> = Result<(Arc<V>, Instant), Arc<E>>;
 struct Entry<V, E> {
     value: Option<Arc<V>>,
     stored_at: Instant,
+    /// `ttl` minus this value's jitter.
+    fresh_for: Duration,
     marked_stale: bool,
     generation: u64,
     flight: Option<Arc<Flight<Out<V, E>>>>,
@@ -379,6 +391,7 @@ impl<V, E> Entry<V, E> {
         Entry {
             value: None,
             stored_at: now,
+            fresh_for: Duration::ZERO,
             marked_stale: false,
             generation,
             flight: None,
@@ -454,6 +467,8 @@ struct Inner<K, V, L: Loader<K, V>> {
     policy: Policy,
     clock: Arc<dyn Clock>,
     spawner: Option<Arc<dyn Spawn>>,
+    /// Seeds the per-store TTL jitter (deterministic for a given seed).
+    jitter: KeyState,
     shards: Shards<K, V, L::Error>,
     /// Picks the shard and hashes keys inside every shard map.
     hasher: KeyState,
@@ -468,6 +483,7 @@ pub struct Builder<K, V, L> {
     policy: Policy,
     clock: Arc<dyn Clock>,
     spawner: Option<Arc<dyn Spawn>>,
+    jitter_seed: Option<u64>,
     _marker: std::marker::PhantomData<fn(K) -> V>,
 }
 
@@ -492,6 +508,18 @@ where
     /// Sets a spawner: loads and background refreshes then run detached.
     pub fn spawner(mut self, spawner: impl Spawn) -> Self {
         self.spawner = Some(Arc::new(spawner));
+        self
+    }
+
+    /// Fixes the seed of the TTL jitter ([`Policy::ttl_jitter`]): with the
+    /// same seed, the same keys and the same sequence of loads and inserts
+    /// expire at the same times (tests with a [`ManualClock`] stay
+    /// deterministic). Without it every cache draws a random seed, so a
+    /// fleet of processes loading the same keys does not refresh in step.
+    ///
+    /// [`ManualClock`]: super::ManualClock
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
         self
     }
 
@@ -521,6 +549,9 @@ where
                 policy: self.policy,
                 clock: self.clock,
                 spawner: self.spawner,
+                jitter: self
+                    .jitter_seed
+                    .map_or_else(KeyState::new, KeyState::with_seed),
                 shards,
                 hasher,
                 counters: Counters::default(),
@@ -657,6 +688,7 @@ where
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             spawner: None,
+            jitter_seed: None,
             _marker: std::marker::PhantomData,
         }
     }
@@ -695,7 +727,7 @@ where
         let e = shard.map.get_mut(key)?;
         let value = e.value.clone()?;
         let age = now.saturating_duration_since(e.stored_at);
-        let source = if !e.marked_stale && age < inner.policy.ttl {
+        let source = if !e.marked_stale && age < e.fresh_for {
             Source::Fresh
         } else if age < inner.policy.max_stale {
             Source::Stale(if e.live_flight().is_some() {
@@ -719,6 +751,7 @@ where
         let now = inner.clock.now();
         let generation = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let value = Arc::new(value);
+        let fresh_for = inner.fresh_for(&key, generation);
         let mut shard = lock(inner.shard(&key));
         let e = match shard.map.get_mut(&key) {
             Some(e) => e,
@@ -726,6 +759,7 @@ where
         };
         e.value = Some(value);
         e.stored_at = now;
+        e.fresh_for = fresh_for;
         e.marked_stale = false;
         e.generation = generation;
         e.failures = 0;
@@ -808,6 +842,22 @@ where
     V: Send + Sync + 'static,
     L: Loader<K, V>,
 {
+    /// How long a value stored for `key` by store number `seq` (a flight id
+    /// or an insert's generation, both unique per cache) stays fresh.
+    #[inline]
+    fn fresh_for(&self, key: &K, seq: u64) -> Duration {
+        let p = &self.policy;
+        if p.ttl_jitter.is_zero() {
+            return p.ttl;
+        }
+        let span = p.ttl_jitter.min(p.ttl);
+        let span_nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+        let h = self.jitter.hash_one((key, seq));
+        // Uniform in [0, span]: the high half of h * (span + 1).
+        let j = (u128::from(h) * (u128::from(span_nanos) + 1)) >> 64;
+        p.ttl - Duration::from_nanos(j as u64)
+    }
+
     #[inline]
     fn shard(&self, key: &K) -> &Mutex<Shard<K, V, L::Error>> {
         let n = self.shards.len();
@@ -874,7 +924,7 @@ where
         e.referenced = true;
         if let Some(v) = &e.value {
             let age = now.saturating_duration_since(e.stored_at);
-            if !e.marked_stale && age < p.ttl {
+            if !e.marked_stale && age < e.fresh_for {
                 shard.hits.fresh += 1;
                 return Decision::Ready(Ok(Hit {
                     value: Arc::clone(v),
@@ -905,7 +955,7 @@ where
                 }
                 let stored_at = e.stored_at;
                 let waiter = self.start_flight(e, key, now, true);
-                let non_blocking = age < p.ttl.saturating_add(p.stale_while_revalidate);
+                let non_blocking = age < e.fresh_for.saturating_add(p.stale_while_revalidate);
                 if self.spawner.is_some() {
                     *bg = e.flight.as_ref().and_then(|f| f.join());
                     if non_blocking {
@@ -1035,6 +1085,7 @@ where
                     if e.generation == generation {
                         e.value = Some(Arc::clone(&v));
                         e.stored_at = now;
+                        e.fresh_for = self.fresh_for(key, id);
                         e.marked_stale = false;
                         e.failures = 0;
                         e.last_error = None;

@@ -2,6 +2,9 @@
 //! (the construction of `foldhash`/`ahash`'s fallback), used both to pick a
 //! shard and inside each shard's `HashMap`.
 //!
+//! The same construction, seeded from a user-chosen `u64`, draws the TTL
+//! jitter (`Policy::ttl_jitter`), so a fixed seed gives reproducible expiry.
+//!
 //! SipHash-1-3 (std's default) cost about 140 instructions per `u64` key,
 //! more than everything else on a cache hit together. This hash costs a few
 //! instructions per 8 bytes. Its seeds come from [`RandomState`], different for
@@ -26,6 +29,15 @@ impl KeyState {
             seed: rs.hash_one(0x243F_6A88_85A3_08D3_u64),
             // Odd, so the multiplier never collapses the accumulator.
             mul: rs.hash_one(0x1319_8A2E_0370_7344_u64) | 1,
+        }
+    }
+
+    /// Deterministic seeds derived from `seed` (for reproducible jitter).
+    pub(crate) fn with_seed(seed: u64) -> Self {
+        let mix = |x: u64| fold_mul(x ^ 0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7345);
+        KeyState {
+            seed: mix(seed),
+            mul: mix(seed.rotate_left(32) ^ ARBITRARY) | 1,
         }
     }
 }
