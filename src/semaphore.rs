@@ -6,7 +6,7 @@ use crate::error::{AddPermitsError, TryAcquireError};
 use crate::handoff::{push_request, tag, tagged};
 use crate::permit::Permit;
 use crate::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering::*};
+use crate::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*};
 use crate::waiter::Waiter;
 use crate::{Acquire, MAX_PERMITS};
 
@@ -49,18 +49,6 @@ pub struct Semaphore {
     pub(crate) requests: AtomicPtr<Waiter>,
     /// Queued waiters as of the last handoff pass.
     pub(crate) waiters: AtomicUsize,
-}
-
-macro_rules! const_unless_loom {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
-        $(#[$meta])*
-        #[cfg(not(loom))]
-        $vis const fn $name($($arg: $ty),*) -> $ret $body
-
-        $(#[$meta])*
-        #[cfg(loom)]
-        $vis fn $name($($arg: $ty),*) -> $ret $body
-    };
 }
 
 impl Semaphore {

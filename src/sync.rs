@@ -13,6 +13,21 @@ pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
 pub(crate) use core::sync::atomic::Ordering;
 
+/// Emits a `const fn` normally and a plain `fn` under loom, whose atomics are not `const`
+/// constructible.
+macro_rules! const_unless_loom {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        #[cfg(not(loom))]
+        $vis const fn $name($($arg: $ty),*) -> $ret $body
+
+        $(#[$meta])*
+        #[cfg(loom)]
+        $vis fn $name($($arg: $ty),*) -> $ret $body
+    };
+}
+pub(crate) use const_unless_loom;
+
 /// An `UnsafeCell` with loom's closure-based API, so accesses are tracked under loom and free
 /// otherwise.
 #[cfg(loom)]

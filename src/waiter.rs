@@ -8,7 +8,7 @@ use core::task::{Context, Poll, Waker};
 
 use crate::error::AcquireError;
 use crate::semaphore::Semaphore;
-use crate::sync::{AtomicUsize, Backoff, Ordering::*, UnsafeCell};
+use crate::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
 use crate::MAX_PERMITS;
 
 /// Node state flags (DESIGN.md §3.2). The upper bits hold the permits partially assigned to
@@ -68,30 +68,18 @@ unsafe impl Send for Waiter {}
 unsafe impl Sync for Waiter {}
 
 impl Waiter {
-    #[cfg(not(loom))]
-    #[inline]
-    pub(crate) const fn new(requested: usize) -> Self {
-        Self {
-            state: AtomicUsize::new(0),
-            requested: UnsafeCell::new(requested),
-            waker: UnsafeCell::new(None),
-            next: UnsafeCell::new(ptr::null_mut()),
-            prev: UnsafeCell::new(ptr::null_mut()),
-            cancel_next: UnsafeCell::new(ptr::null_mut()),
-            _pinned: PhantomPinned,
-        }
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn new(requested: usize) -> Self {
-        Self {
-            state: AtomicUsize::new(0),
-            requested: UnsafeCell::new(requested),
-            waker: UnsafeCell::new(None),
-            next: UnsafeCell::new(ptr::null_mut()),
-            prev: UnsafeCell::new(ptr::null_mut()),
-            cancel_next: UnsafeCell::new(ptr::null_mut()),
-            _pinned: PhantomPinned,
+    const_unless_loom! {
+        #[inline]
+        pub(crate) fn new(requested: usize) -> Waiter {
+            Waiter {
+                state: AtomicUsize::new(0),
+                requested: UnsafeCell::new(requested),
+                waker: UnsafeCell::new(None),
+                next: UnsafeCell::new(ptr::null_mut()),
+                prev: UnsafeCell::new(ptr::null_mut()),
+                cancel_next: UnsafeCell::new(ptr::null_mut()),
+                _pinned: PhantomPinned,
+            }
         }
     }
 
