@@ -633,9 +633,19 @@ impl<K, V, L: Loader<K, V>> fmt::Debug for StaleCache<K, V, L> {
 struct Get<'a, K, V, L: Loader<K, V>> {
     inner: &'a Arc<Inner<K, V, L>>,
     key: &'a K,
-    /// Set once this caller waits on a flight: `(waiter, leader, fallback)`.
-    #[allow(clippy::type_complexity)]
-    wait: Option<(Waiter<Out<V, L::Error>>, bool, Option<(Arc<V>, Instant)>)>,
+    /// Set once this caller waits on a flight. Boxed so the future stays
+    /// three words: every caller moves it at least once before the first
+    /// poll, and only the (already allocating) waiting path needs the state.
+    wait: Option<Box<Wait<V, L::Error>>>,
+}
+
+/// What a caller that waits on a flight keeps between polls.
+struct Wait<V, E> {
+    waiter: Waiter<Out<V, E>>,
+    /// This caller started the flight (`Loaded`, not `Joined`).
+    leader: bool,
+    /// The stale value (and when it was stored) to serve if the refresh fails.
+    fallback: Option<(Arc<V>, Instant)>,
 }
 
 impl<K, V, L> Future for Get<'_, K, V, L>
@@ -649,30 +659,32 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.wait.is_none() {
-            match this.inner.decide(this.key) {
+        let wait = match &mut this.wait {
+            Some(w) => w,
+            None => match this.inner.decide(this.key) {
                 Decision::Ready(r) => return Poll::Ready(r),
-                Decision::Wait {
-                    waiter,
-                    leader,
-                    fallback,
-                } => this.wait = Some((waiter, leader, fallback)),
-            }
-        }
-        let (waiter, _, _) = this.wait.as_mut().expect("polled after completion");
-        let out = ready!(Pin::new(waiter).poll(cx));
-        let (_, leader, fallback) = this.wait.take().expect("checked above");
-        Poll::Ready(this.inner.settle(out, leader, fallback))
+                Decision::Wait(w) => this.wait.insert(w),
+            },
+        };
+        let out = ready!(Pin::new(&mut wait.waiter).poll(cx));
+        let w = this.wait.take().expect("set above");
+        Poll::Ready(this.inner.settle(out, w.leader, w.fallback))
     }
 }
 
 enum Decision<V, E> {
     Ready(Result<Hit<V>, CacheError<E>>),
-    Wait {
-        waiter: Waiter<Out<V, E>>,
-        leader: bool,
-        fallback: Option<(Arc<V>, Instant)>,
-    },
+    Wait(Box<Wait<V, E>>),
+}
+
+impl<V, E> Decision<V, E> {
+    fn wait(waiter: Waiter<Out<V, E>>, leader: bool, fallback: Option<(Arc<V>, Instant)>) -> Self {
+        Decision::Wait(Box::new(Wait {
+            waiter,
+            leader,
+            fallback,
+        }))
+    }
 }
 
 impl<K, V, L> StaleCache<K, V, L>
@@ -914,11 +926,7 @@ where
                 if self.spawner.is_some() {
                     *bg = e.flight.as_ref().and_then(|f| f.join());
                 }
-                return Decision::Wait {
-                    waiter,
-                    leader: true,
-                    fallback: None,
-                };
+                return Decision::wait(waiter, true, None);
             }
         };
         e.referenced = true;
@@ -963,21 +971,13 @@ where
                         return stale(v, StaleReason::Revalidating, &mut hits.stale_revalidating);
                     }
                 }
-                return Decision::Wait {
-                    waiter,
-                    leader: true,
-                    fallback: Some((v, stored_at)),
-                };
+                return Decision::wait(waiter, true, Some((v, stored_at)));
             }
         }
         // Nothing servable.
         if let Some(f) = e.live_flight() {
             if let Some(waiter) = f.join() {
-                return Decision::Wait {
-                    waiter,
-                    leader: false,
-                    fallback: None,
-                };
+                return Decision::wait(waiter, false, None);
             }
         }
         if let Some(until) = e.negative_until.filter(|t| now < *t) {
@@ -991,11 +991,7 @@ where
         if self.spawner.is_some() {
             *bg = e.flight.as_ref().and_then(|f| f.join());
         }
-        Decision::Wait {
-            waiter,
-            leader: true,
-            fallback: None,
-        }
+        Decision::wait(waiter, true, None)
     }
 
     /// Installs a new flight in `e` (attempt time recorded now) and returns
