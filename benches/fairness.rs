@@ -10,7 +10,8 @@
 //! Extra modes (arguments after `--`):
 //! * `--csv PATH`: also write the contended rows as CSV (input of `scripts/plot_bench.py`).
 //! * `--window-ms N` (default 500), `--reps N` (default 1; rows are per repetition),
-//!   `--only NAME` (one implementation).
+//!   `--only NAME` (one implementation), `--tasks T` / `--permits P` (one contended point,
+//!   e.g. to profile it).
 //! * `--callgrind`: instruction counts per operation for the single-thread cases, measured by
 //!   running this binary under `valgrind --tool=callgrind` at two iteration counts and taking
 //!   the difference (start-up cost cancels out). Load-independent, unlike wall-clock time.
@@ -818,6 +819,8 @@ struct Args {
     window: Duration,
     reps: usize,
     only: Option<String>,
+    tasks: Option<usize>,
+    permits: Option<usize>,
     callgrind: bool,
 }
 
@@ -829,6 +832,8 @@ fn parse_args() -> Result<Args, ()> {
         window: Duration::from_millis(500),
         reps: 1,
         only: None,
+        tasks: None,
+        permits: None,
         callgrind: false,
     };
     while let Some(arg) = args.next() {
@@ -841,6 +846,8 @@ fn parse_args() -> Result<Args, ()> {
             }
             "--reps" => a.reps = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
             "--only" => a.only = args.next(),
+            "--tasks" => a.tasks = args.next().and_then(|v| v.parse().ok()),
+            "--permits" => a.permits = args.next().and_then(|v| v.parse().ok()),
             "--callgrind" => a.callgrind = true,
             "--case" => {
                 let case = args.next().expect("case");
@@ -895,6 +902,16 @@ pub fn main() {
         );
     }
 
+    // A single contended point was asked for (to profile it): skip the uncontended section so
+    // a profile of this run shows only that point.
+    let one_point = args.tasks.is_some() || args.permits.is_some();
+    if !one_point {
+        uncontended_report(args.csv.as_deref());
+    }
+    contended_report(&args);
+}
+
+fn uncontended_report(csv_path: Option<&str>) {
     println!(
         "\n## Uncontended, interleaved bursts of {} ops, ns/op: min (median) and min/floor-min\n",
         4_000
@@ -932,11 +949,13 @@ pub fn main() {
         }
         println!();
     }
-    if let Some(path) = &args.csv {
+    if let Some(path) = csv_path {
         let path = path.replace(".csv", "-uncontended.csv");
         std::fs::write(&path, unc_csv).expect("write csv");
     }
+}
 
+fn contended_report(args: &Args) {
     let rt = runtime();
     let window = args.window;
     let mut csv = String::from(
@@ -949,8 +968,11 @@ pub fn main() {
     println!("| rep | T | P | implementation | ops/s | ns/op | p50 wait | p99 wait | max wait | Jain | min count |");
     println!("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for rep in 0..args.reps {
-        for &t in &TASKS {
-            for &p in &PERMITS {
+        for &t in TASKS.iter().filter(|&&t| args.tasks.is_none_or(|x| x == t)) {
+            for &p in PERMITS
+                .iter()
+                .filter(|&&p| args.permits.is_none_or(|x| x == p))
+            {
                 macro_rules! row {
                     ($ty:ty, $rt:expr, $t:expr, $p:expr) => {{
                         let name = <$ty as Sem>::NAME;
@@ -1000,6 +1022,9 @@ pub fn main() {
         }
     }
 
+    if args.tasks.is_some() || args.permits.is_some() {
+        return write_csv(args, &csv);
+    }
     println!("\n## Handoff: two tasks ping-ponging one permit (acquire -> yield_now -> release)\n");
     println!("| runtime | implementation | ns per acquisition | owner switches / acquisitions |");
     println!("|---|---|---:|---:|");
@@ -1023,8 +1048,12 @@ pub fn main() {
         for_each_impl!(pp!(r, label));
     }
 
-    if let Some(path) = args.csv {
-        std::fs::write(&path, csv).expect("write csv");
+    write_csv(args, &csv);
+}
+
+fn write_csv(args: &Args, csv: &str) {
+    if let Some(path) = &args.csv {
+        std::fs::write(path, csv).expect("write csv");
         println!("\nwrote {path}");
     }
 }

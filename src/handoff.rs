@@ -90,8 +90,8 @@ struct Holder {
     head: *mut Waiter,
     /// Permits taken from deposits and refunds, not yet assigned.
     pool: usize,
-    /// Linked waiters, published to `Semaphore::waiters` on exit.
-    count: usize,
+    /// Waiters unlinked by this holder, subtracted from `Semaphore::waiters` on exit.
+    removed: usize,
     /// The node of the thread running this pass, if any: its owner is running, so it needs
     /// no wake.
     me: *const Waiter,
@@ -121,7 +121,6 @@ unsafe fn append(h: &mut Holder, node: *mut Waiter) {
             (*head).prev.with_mut(|p| *p = node);
         }
     }
-    h.count += 1;
 }
 
 /// Removes `node` from the list and marks it unlinked (`prev = null`).
@@ -144,7 +143,7 @@ unsafe fn unlink(h: &mut Holder, node: *mut Waiter) {
         }
         (*node).prev.with_mut(|p| *p = ptr::null_mut());
     }
-    h.count -= 1;
+    h.removed += 1;
 }
 
 /// # Safety
@@ -155,12 +154,14 @@ unsafe fn is_linked(node: *mut Waiter) -> bool {
 }
 
 impl Semaphore {
-    /// Runs handoff passes until no work is left. The caller has just set HANDOFF.
-    pub(crate) fn run_handoff(&self, me: *const Waiter) {
+    /// Runs handoff passes until no work is left. The caller has just set HANDOFF, and took
+    /// `deposit` permits out of the state word with the same CAS.
+    pub(crate) fn run_handoff(&self, me: *const Waiter, deposit: usize) {
         let mut batch = WakeBatch::new();
+        let mut pool = deposit;
         loop {
             // SAFETY: the caller (or the loop below) took HANDOFF.
-            let more = unsafe { self.hold(me, &mut batch) };
+            let more = unsafe { self.hold(me, core::mem::take(&mut pool), &mut batch) };
             // The role is given back: no node is touched from here on (I7).
             batch.wake_all();
             if !more {
@@ -189,11 +190,11 @@ impl Semaphore {
     ///
     /// # Safety
     /// The caller holds HANDOFF.
-    unsafe fn hold(&self, me: *const Waiter, batch: &mut WakeBatch) -> bool {
+    unsafe fn hold(&self, me: *const Waiter, pool: usize, batch: &mut WakeBatch) -> bool {
         let mut h = Holder {
             head: ptr::null_mut(),
-            pool: 0,
-            count: self.waiters.load(Relaxed),
+            pool,
+            removed: 0,
             me,
         };
         loop {
@@ -247,7 +248,10 @@ impl Semaphore {
                 debug_assert_eq!(h.pool, 0, "pool left while the head could take it");
                 s & !HANDOFF
             };
-            self.waiters.store(h.count, Relaxed);
+            if h.removed != 0 {
+                self.waiters
+                    .fetch_sub(core::mem::take(&mut h.removed), Relaxed);
+            }
             if self
                 .state
                 .compare_exchange(s, exit, AcqRel, Relaxed)

@@ -47,7 +47,7 @@ pub struct Semaphore {
     total: AtomicUsize,
     /// Tagged Treiber stack of enqueue/cancel requests with the list anchor at the bottom.
     pub(crate) requests: AtomicPtr<Waiter>,
-    /// Queued waiters as of the last handoff pass.
+    /// Waiters enqueued and not yet unlinked by a handoff pass (a statistic).
     pub(crate) waiters: AtomicUsize,
 }
 
@@ -192,24 +192,28 @@ impl Semaphore {
 
     /// A deposit was made while waiters were queued: make sure a handoff pass takes it
     /// (invariant I3). If a holder is active, our deposit changed the word its exit CAS
-    /// compares, so it runs another pass; if `QUEUED` was cleared since, the holder that
-    /// cleared it turned our deposit into free permits. Otherwise take the role.
+    /// compares, so it runs another pass; if `QUEUED` was cleared since, the holder that cleared
+    /// it turned our deposit into free permits. Otherwise take the role, and with it every
+    /// deposit in the word, in one CAS (no holder means no `DIRTY` to keep).
     #[cold]
     fn after_deposit(&self) {
         let mut s = self.state.load(Relaxed);
         while s & (QUEUED | HANDOFF) == QUEUED {
-            match self
-                .state
-                .compare_exchange_weak(s, s | HANDOFF, AcqRel, Relaxed)
-            {
-                Ok(_) => return self.run_handoff(core::ptr::null()),
+            match self.state.compare_exchange_weak(
+                s,
+                state::with_permits(s, 0) | HANDOFF,
+                AcqRel,
+                Relaxed,
+            ) {
+                Ok(_) => return self.run_handoff(core::ptr::null(), state::permits(s)),
                 Err(actual) => s = actual,
             }
         }
     }
 
-    /// After pushing a request: make sure a handoff pass will see it (invariant I3).
-    fn kick(&self, me: *const Waiter) {
+    /// After pushing a cancel request, or after `close`: make sure a handoff pass will see it
+    /// (invariant I3) — run one now, or leave the work to the active holder (`DIRTY`).
+    fn kick(&self) {
         let mut s = self.state.load(Relaxed);
         loop {
             let take_role = s & HANDOFF == 0;
@@ -219,7 +223,32 @@ impl Semaphore {
                 s | QUEUED | DIRTY
             };
             match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
-                Ok(_) if take_role => return self.run_handoff(me),
+                Ok(_) if take_role => return self.run_handoff(core::ptr::null(), 0),
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// After pushing an enqueue request (invariant I3). Like [`kick`](Self::kick), with one
+    /// more case that saves a whole pass per waiter: if no thread holds the role, nothing is
+    /// deposited and the semaphore is open, no pass could serve the new waiter now, so it only
+    /// sets `QUEUED` and leaves the request on the stack. `QUEUED` makes the next release (or
+    /// `add_permits`) deposit and run the pass that drains it; a cancel or `close` kicks one.
+    fn kick_enqueue(&self, me: *const Waiter) {
+        let mut s = self.state.load(Relaxed);
+        loop {
+            let (new, take_role) = if s & HANDOFF != 0 {
+                (s | QUEUED | DIRTY, false)
+            } else if state::permits(s) == 0 && s & CLOSED == 0 {
+                (s | QUEUED, false)
+            } else {
+                (s | QUEUED | HANDOFF, true)
+            };
+            // Always an RMW, even when `new == s`: the next holder's role-taking CAS must
+            // come after this one in the word's order, so that it sees our push (DESIGN §5 I3).
+            match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
+                Ok(_) if take_role => return self.run_handoff(me, 0),
                 Ok(_) => return,
                 Err(actual) => s = actual,
             }
@@ -232,9 +261,11 @@ impl Semaphore {
     /// `node` is pinned, alive until it observes DONE, never published before, and its
     /// `requested`, `waker` and `state` fields are initialised.
     pub(crate) unsafe fn enqueue(&self, node: *mut Waiter) {
+        // Counted before the push, so the holder that unlinks the node cannot decrement first.
+        self.waiters.fetch_add(1, Relaxed);
         // SAFETY: `next` is the enqueue link and belongs to this thread until drained.
         unsafe { push_request(&self.requests, tagged(node, tag::ENQUEUE), &(*node).next) };
-        self.kick(node);
+        self.kick_enqueue(node);
     }
 
     /// Asks the handoff holder to unlink a cancelled waiter.
@@ -250,7 +281,7 @@ impl Semaphore {
                 &(*node).cancel_next,
             )
         };
-        self.kick(node);
+        self.kick();
     }
 
     /// Adds `n` permits, handing them to queued waiters first (FIFO).
@@ -350,7 +381,7 @@ impl Semaphore {
     pub fn close(&self) {
         let s = self.state.fetch_or(CLOSED, AcqRel);
         if s & QUEUED != 0 {
-            self.kick(core::ptr::null());
+            self.kick();
         }
     }
 
@@ -374,8 +405,9 @@ impl Semaphore {
         self.total.load(Relaxed)
     }
 
-    /// Approximately how many acquirers are queued. It is updated by each handoff pass, so it
-    /// can lag behind waiters that have just arrived or left.
+    /// How many acquirers are queued: counted when a waiter joins the queue and uncounted when
+    /// a handoff pass grants, closes out or removes it. While other threads are acquiring or
+    /// releasing it is a snapshot that may already be stale.
     pub fn waiters(&self) -> usize {
         self.waiters.load(Relaxed)
     }

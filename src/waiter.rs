@@ -186,9 +186,15 @@ impl Waiter {
 
     /// Completes a resolved node: hands its permits to the caller or reports the close.
     fn finish(&self, state: usize) -> Result<usize, AcquireError> {
-        // The holder may still be between its resolve CAS and its DONE store (it reads only
-        // the waker there), so FINISHED is set with an RMW rather than a store.
-        self.state.fetch_or(FINISHED, Relaxed);
+        if state & DONE != 0 {
+            // The holder is finished with the node, so nobody else writes its state: a plain
+            // store saves an RMW on the common path (woken after the pass, then polled).
+            self.state.store(state | FINISHED, Relaxed);
+        } else {
+            // The holder may still be between its resolve CAS and its DONE store (it reads
+            // only the waker there), so FINISHED must not overwrite that DONE: an RMW.
+            self.state.fetch_or(FINISHED, Relaxed);
+        }
         if state & GRANTED != 0 {
             Ok(self.requested())
         } else {
@@ -257,9 +263,12 @@ impl Waiter {
     /// `self` must be pinned and `sem` the semaphore it was polled with.
     #[inline]
     pub(crate) unsafe fn cancel(&self, sem: &Semaphore) {
-        // Never published (or finished on the fast path): nothing to do. Only this thread has
-        // written the state of an unpublished node, so a relaxed load suffices.
-        if self.state.load(Relaxed) & WAITING == 0 {
+        // Never published (or finished on the fast path), or completed with the holder done
+        // with it (the common end of a queued acquire): nothing to do. The Acquire load makes
+        // the holder's last accesses happen-before the node is freed (I6); for a node that was
+        // never published only this thread wrote the state.
+        let state = self.state.load(Acquire);
+        if state & WAITING == 0 || state & (FINISHED | DONE) == FINISHED | DONE {
             return;
         }
         // SAFETY: forwarded from this function's contract.

@@ -445,3 +445,44 @@ fn two_enqueues_vs_release() {
         assert_all_back(&sem, 1);
     });
 }
+
+#[test]
+fn lazy_enqueue_vs_emptying_pass() {
+    // An enqueue that finds no holder and no deposit leaves its request on the stack without
+    // a pass (DESIGN §4.2). Here it races with the pass that grants the only queued waiter and
+    // empties the list: whichever way it goes, the new waiter must be served by the next
+    // release, after the first waiter (FIFO), and `waiters()` must come back to zero.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.clone().try_acquire_owned().unwrap();
+        let first = queued(&sem, 1);
+        let t = thread::spawn(move || drop(held));
+        let second = queued(&sem, 1);
+        let p1 = block_on(first).unwrap();
+        assert_eq!(sem.available_permits(), 0, "second waiter barged past");
+        drop(p1);
+        let p2 = block_on(second).unwrap();
+        t.join().unwrap();
+        drop(p2);
+        assert_all_back(&sem, 1);
+    });
+}
+
+#[test]
+fn lazy_enqueue_then_cancel_vs_release() {
+    // Two waiters sit on the request stack with no pass run; the first is dropped while the
+    // permit is released. The cancel's pass must drain both enqueues before the cancel, and
+    // the permit must reach the second waiter, never be lost in the cancelled node.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.clone().try_acquire_owned().unwrap();
+        let first = queued(&sem, 1);
+        let second = queued(&sem, 1);
+        assert_eq!(sem.waiters(), 2);
+        let t = thread::spawn(move || drop(first));
+        drop(held);
+        t.join().unwrap();
+        drop(block_on(second).unwrap());
+        assert_all_back(&sem, 1);
+    });
+}
