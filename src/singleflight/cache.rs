@@ -8,7 +8,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
@@ -366,37 +366,65 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// What a flight produces: the value and when it was stored, or the error.
-type Out<V, E> = Result<(Arc<V>, Instant), Arc<E>>;
+/// What a flight produces: the value and when it was stored (a [`Nanos`]
+/// reading), or the error.
+type Out<V, E> = Result<(Arc<V>, Nanos), Arc<E>>;
+
+/// A clock reading as whole nanoseconds since the cache's epoch (the clock's
+/// reading when the cache was built), or a span in nanoseconds.
+///
+/// Entries store these instead of `Instant`/`Duration`: 8 bytes instead of 16
+/// (`Option<Instant>` included, see [`NEVER`]), and comparing or subtracting
+/// them is one instruction where `Instant` arithmetic is a call into std.
+/// Every `Instant` and `Duration` the cache handles has nanosecond resolution,
+/// so the conversion is exact; spans beyond `u64::MAX` ns (~584 years, e.g.
+/// `Duration::MAX`) saturate to `u64::MAX`, which compares as "never ends"
+/// exactly as the huge `Duration` did.
+type Nanos = u64;
+
+/// The "no deadline" value of `next_attempt` and `negative_until`. Both are
+/// only ever tested as `now < t` (0 never is) and `t <= now` (0 always is),
+/// so 0 means exactly what `None` meant, in half the space.
+const NEVER: Nanos = 0;
+
+/// `d` in whole nanoseconds, saturating at `u64::MAX`.
+#[inline]
+fn nanos(d: Duration) -> Nanos {
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|s| s.checked_add(u64::from(d.subsec_nanos())))
+        .unwrap_or(u64::MAX)
+}
 
 struct Entry<V, E> {
     value: Option<Arc<V>>,
-    stored_at: Instant,
+    stored_at: Nanos,
     /// `ttl` minus this value's jitter.
-    fresh_for: Duration,
-    marked_stale: bool,
+    fresh_for: Nanos,
     generation: u64,
     flight: Option<Arc<Flight<Out<V, E>>>>,
-    /// Earliest start of the next refresh while servable stale data exists.
-    next_attempt: Option<Instant>,
-    /// Negative cache: cold callers fail fast until then.
-    negative_until: Option<Instant>,
-    failures: u32,
+    /// Earliest start of the next refresh while servable stale data exists
+    /// ([`NEVER`]: none).
+    next_attempt: Nanos,
+    /// Negative cache: cold callers fail fast until then ([`NEVER`]: off).
+    negative_until: Nanos,
     last_error: Option<Arc<E>>,
+    failures: u32,
+    marked_stale: bool,
     referenced: bool,
 }
 
 impl<V, E> Entry<V, E> {
-    fn empty(now: Instant, generation: u64) -> Self {
+    fn empty(now: Nanos, generation: u64) -> Self {
         Entry {
             value: None,
             stored_at: now,
-            fresh_for: Duration::ZERO,
+            fresh_for: 0,
             marked_stale: false,
             generation,
             flight: None,
-            next_attempt: None,
-            negative_until: None,
+            next_attempt: NEVER,
+            negative_until: NEVER,
             failures: 0,
             last_error: None,
             referenced: true,
@@ -411,10 +439,8 @@ impl<V, E> Entry<V, E> {
         self.flight.as_ref()
     }
 
-    fn removable(&self, now: Instant) -> bool {
-        self.value.is_none()
-            && self.flight.is_none()
-            && self.negative_until.is_none_or(|t| t <= now)
+    fn removable(&self, now: Nanos) -> bool {
+        self.value.is_none() && self.flight.is_none() && self.negative_until <= now
     }
 }
 
@@ -465,7 +491,11 @@ type Shards<K, V, E> = Box<[Mutex<Shard<K, V, E>>]>;
 struct Inner<K, V, L: Loader<K, V>> {
     loader: L,
     policy: Policy,
+    /// The policy's spans the decision table compares, converted once.
+    limits: Limits,
     clock: Arc<dyn Clock>,
+    /// The clock's reading at build time; [`Nanos`] count from here.
+    epoch: Instant,
     spawner: Option<Arc<dyn Spawn>>,
     /// Seeds the per-store TTL jitter (deterministic for a given seed).
     jitter: KeyState,
@@ -475,6 +505,13 @@ struct Inner<K, V, L: Loader<K, V>> {
     counters: Counters,
     next_id: AtomicU64,
     limiter: Option<Arc<Limiter>>,
+}
+
+/// [`Policy`] spans in [`Nanos`], so the hit path converts nothing.
+struct Limits {
+    ttl: Nanos,
+    stale_while_revalidate: Nanos,
+    max_stale: Nanos,
 }
 
 /// Configures and builds a [`StaleCache`]. Created by [`StaleCache::builder`].
@@ -543,10 +580,18 @@ where
             .policy
             .max_concurrent_loads
             .map(|n| Limiter::new(n.max(1)));
+        let p = &self.policy;
+        let limits = Limits {
+            ttl: nanos(p.ttl),
+            stale_while_revalidate: nanos(p.stale_while_revalidate),
+            max_stale: nanos(p.max_stale),
+        };
         StaleCache {
             inner: Arc::new(Inner {
                 loader: self.loader,
                 policy: self.policy,
+                limits,
+                epoch: self.clock.now(),
                 clock: self.clock,
                 spawner: self.spawner,
                 jitter: self
@@ -627,15 +672,20 @@ impl<K, V, L: Loader<K, V>> fmt::Debug for StaleCache<K, V, L> {
 }
 
 /// The future returned by [`StaleCache::get`]. Hand-written rather than an
-/// `async fn` so that a hit is decided and returned from the first poll with
-/// the result built once, in place (the generator version moved the result
-/// through two enum layers on the stack).
+/// `async fn` so that the first poll runs the decision table and returns a
+/// hit straight into the poll's result (no generator state, no intermediate
+/// enum to move it through).
+///
+/// Three words, all plain fields: a caller moves the future at least once
+/// before polling it (`now_or_never`, `pin!`, `.await` into a state machine),
+/// and LLVM then reads the fields one by one. A bigger future, or a two-word
+/// enum, was copied with wide loads spanning the constructor's separate
+/// stores, which the CPU cannot forward (~15–25 ns per hit).
 struct Get<'a, K, V, L: Loader<K, V>> {
     inner: &'a Arc<Inner<K, V, L>>,
     key: &'a K,
-    /// Set once this caller waits on a flight. Boxed so the future stays
-    /// three words: every caller moves it at least once before the first
-    /// poll, and only the (already allocating) waiting path needs the state.
+    /// Set once this caller waits on a flight. Boxed: only the (already
+    /// allocating) waiting path needs this state.
     wait: Option<Box<Wait<V, L::Error>>>,
 }
 
@@ -645,7 +695,7 @@ struct Wait<V, E> {
     /// This caller started the flight (`Loaded`, not `Joined`).
     leader: bool,
     /// The stale value (and when it was stored) to serve if the refresh fails.
-    fallback: Option<(Arc<V>, Instant)>,
+    fallback: Option<(Arc<V>, Nanos)>,
 }
 
 impl<K, V, L> Future for Get<'_, K, V, L>
@@ -659,31 +709,31 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let wait = match &mut this.wait {
-            Some(w) => w,
-            None => match this.inner.decide(this.key) {
-                Decision::Ready(r) => return Poll::Ready(r),
-                Decision::Wait(w) => this.wait.insert(w),
-            },
-        };
-        let out = ready!(Pin::new(&mut wait.waiter).poll(cx));
-        let w = this.wait.take().expect("set above");
-        Poll::Ready(this.inner.settle(out, w.leader, w.fallback))
+        if this.wait.is_none() {
+            this.inner.decide(this.key, &mut this.wait, cx)
+        } else {
+            this.inner.poll_wait(&mut this.wait, cx)
+        }
     }
 }
 
+/// The slow path's outcome, produced under the shard lock.
 enum Decision<V, E> {
     Ready(Result<Hit<V>, CacheError<E>>),
-    Wait(Box<Wait<V, E>>),
+    Wait {
+        waiter: Waiter<Out<V, E>>,
+        leader: bool,
+        fallback: Option<(Arc<V>, Nanos)>,
+    },
 }
 
 impl<V, E> Decision<V, E> {
-    fn wait(waiter: Waiter<Out<V, E>>, leader: bool, fallback: Option<(Arc<V>, Instant)>) -> Self {
-        Decision::Wait(Box::new(Wait {
+    fn wait(waiter: Waiter<Out<V, E>>, leader: bool, fallback: Option<(Arc<V>, Nanos)>) -> Self {
+        Decision::Wait {
             waiter,
             leader,
             fallback,
-        }))
+        }
     }
 }
 
@@ -734,14 +784,14 @@ where
     /// The cached value, if one may be served, without loading or waiting.
     pub fn peek(&self, key: &K) -> Option<Hit<V>> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
+        let now = inner.now();
         let mut shard = lock(inner.shard(key));
         let e = shard.map.get_mut(key)?;
         let value = e.value.clone()?;
-        let age = now.saturating_duration_since(e.stored_at);
+        let age = now.saturating_sub(e.stored_at);
         let source = if !e.marked_stale && age < e.fresh_for {
             Source::Fresh
-        } else if age < inner.policy.max_stale {
+        } else if age < inner.limits.max_stale {
             Source::Stale(if e.live_flight().is_some() {
                 StaleReason::Revalidating
             } else if e.failures > 0 {
@@ -752,7 +802,11 @@ where
         } else {
             return None;
         };
-        Some(Hit { value, source, age })
+        Some(Hit {
+            value,
+            source,
+            age: Duration::from_nanos(age),
+        })
     }
 
     /// Stores `value` (a push or watch update). It is fresh from now on,
@@ -760,7 +814,7 @@ where
     /// overwrite it.
     pub fn insert(&self, key: K, value: V) {
         let inner = &*self.inner;
-        let now = inner.clock.now();
+        let now = inner.now();
         let generation = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let value = Arc::new(value);
         let fresh_for = inner.fresh_for(&key, generation);
@@ -776,7 +830,7 @@ where
         e.generation = generation;
         e.failures = 0;
         e.last_error = None;
-        e.negative_until = None;
+        e.negative_until = NEVER;
         e.referenced = true;
     }
 
@@ -800,8 +854,8 @@ where
             e.marked_stale = true;
             e.generation = generation;
             e.flight = None;
-            e.next_attempt = None;
-            e.negative_until = None;
+            e.next_attempt = NEVER;
+            e.negative_until = NEVER;
         }
     }
 
@@ -854,20 +908,27 @@ where
     V: Send + Sync + 'static,
     L: Loader<K, V>,
 {
+    /// The clock's reading as [`Nanos`] since the epoch (earlier readings,
+    /// from a clock that went backwards, count as the epoch).
+    #[inline]
+    fn now(&self) -> Nanos {
+        nanos(self.clock.now().saturating_duration_since(self.epoch))
+    }
+
     /// How long a value stored for `key` by store number `seq` (a flight id
     /// or an insert's generation, both unique per cache) stays fresh.
     #[inline]
-    fn fresh_for(&self, key: &K, seq: u64) -> Duration {
+    fn fresh_for(&self, key: &K, seq: u64) -> Nanos {
         let p = &self.policy;
         if p.ttl_jitter.is_zero() {
-            return p.ttl;
+            return self.limits.ttl;
         }
         let span = p.ttl_jitter.min(p.ttl);
-        let span_nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
+        let span_nanos = nanos(span);
         let h = self.jitter.hash_one((key, seq));
         // Uniform in [0, span]: the high half of h * (span + 1).
         let j = (u128::from(h) * (u128::from(span_nanos) + 1)) >> 64;
-        p.ttl - Duration::from_nanos(j as u64)
+        nanos(p.ttl - Duration::from_nanos(j as u64))
     }
 
     #[inline]
@@ -883,16 +944,112 @@ where
         &self.shards[(h >> 40) as usize & (n - 1)]
     }
 
-    /// Runs the decision table, then hands a background waiter (if the table
-    /// asked for one) to the spawner with no lock held.
+    /// The first poll of a [`Get`]: serves a hit (the rows of the decision
+    /// table that only read the entry) inline, and leaves everything else
+    /// to [`decide_slow`](Self::decide_slow).
+    ///
+    /// The hit is built directly in the returned `Poll`, which is the poll's
+    /// own result: nothing is moved through an intermediate enum, and the
+    /// slow path's code stays out of line.
     #[inline]
-    fn decide(self: &Arc<Self>, key: &K) -> Decision<V, L::Error> {
+    fn decide(
+        self: &Arc<Self>,
+        key: &K,
+        wait: &mut Option<Box<Wait<V, L::Error>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
+        let now = self.now();
+        let mut guard = lock(self.shard(key));
+        let shard = &mut *guard;
+        if let Some(e) = shard.map.get_mut(key) {
+            e.referenced = true;
+            if e.value.is_some() {
+                let age = now.saturating_sub(e.stored_at);
+                let h = &mut shard.hits;
+                let (source, counter) = if !e.marked_stale && age < e.fresh_for {
+                    (Source::Fresh, &mut h.fresh)
+                } else if age >= self.limits.max_stale {
+                    return self.decide_slow(guard, key, now, wait, cx);
+                } else if e.flight.is_some() && e.live_flight().is_some() {
+                    (
+                        Source::Stale(StaleReason::Revalidating),
+                        &mut h.stale_revalidating,
+                    )
+                } else if now < e.next_attempt {
+                    if e.failures > 0 {
+                        (
+                            Source::Stale(StaleReason::LoadFailed),
+                            &mut h.stale_load_failed,
+                        )
+                    } else {
+                        (
+                            Source::Stale(StaleReason::Throttled),
+                            &mut h.stale_throttled,
+                        )
+                    }
+                } else {
+                    return self.decide_slow(guard, key, now, wait, cx);
+                };
+                if let Some(v) = &e.value {
+                    *counter += 1;
+                    return Poll::Ready(Ok(Hit {
+                        value: Arc::clone(v),
+                        source,
+                        age: Duration::from_nanos(age),
+                    }));
+                }
+            }
+        }
+        self.decide_slow(guard, key, now, wait, cx)
+    }
+
+    /// Everything but a hit: runs the whole decision table under the lock
+    /// `decide` already holds, releases it, hands a background waiter (if the
+    /// table asked for one) to the spawner, and polls this caller's waiter.
+    #[inline(never)]
+    fn decide_slow(
+        self: &Arc<Self>,
+        mut guard: MutexGuard<'_, Shard<K, V, L::Error>>,
+        key: &K,
+        now: Nanos,
+        wait: &mut Option<Box<Wait<V, L::Error>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
         let mut bg = None;
-        let decision = self.decide_locked(key, &mut bg);
+        let decision = self.decide_locked(&mut guard, key, now, &mut bg);
+        drop(guard);
         if let Some(bg) = bg {
             self.spawn_waiter(bg);
         }
-        decision
+        match decision {
+            Decision::Ready(r) => Poll::Ready(r),
+            Decision::Wait {
+                waiter,
+                leader,
+                fallback,
+            } => {
+                *wait = Some(Box::new(Wait {
+                    waiter,
+                    leader,
+                    fallback,
+                }));
+                self.poll_wait(wait, cx)
+            }
+        }
+    }
+
+    /// Polls the flight this caller waits on. On completion clears `wait`
+    /// (a later poll decides afresh) and turns the flight's output into the
+    /// caller's result.
+    fn poll_wait(
+        &self,
+        wait: &mut Option<Box<Wait<V, L::Error>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
+        let w = wait.as_mut().expect("only called with a waiter");
+        let out = ready!(Pin::new(&mut w.waiter).poll(cx));
+        let w = wait.take().expect("checked above");
+        Poll::Ready(self.settle(out, w.leader, w.fallback))
     }
 
     #[cold]
@@ -906,17 +1063,15 @@ where
 
     /// Runs the decision table under the shard lock. `bg` receives a waiter
     /// to hand to the spawner once the lock is released.
-    #[inline]
     fn decide_locked(
         self: &Arc<Self>,
+        shard: &mut Shard<K, V, L::Error>,
         key: &K,
+        now: Nanos,
         bg: &mut Option<Waiter<Out<V, L::Error>>>,
     ) -> Decision<V, L::Error> {
-        let p = &self.policy;
+        let l = &self.limits;
         let c = &self.counters;
-        let now = self.clock.now();
-        let mut guard = lock(self.shard(key));
-        let shard = &mut *guard;
         let e = match shard.map.get_mut(key) {
             Some(e) => e,
             None => {
@@ -931,16 +1086,16 @@ where
         };
         e.referenced = true;
         if let Some(v) = &e.value {
-            let age = now.saturating_duration_since(e.stored_at);
+            let age = now.saturating_sub(e.stored_at);
             if !e.marked_stale && age < e.fresh_for {
                 shard.hits.fresh += 1;
                 return Decision::Ready(Ok(Hit {
                     value: Arc::clone(v),
                     source: Source::Fresh,
-                    age,
+                    age: Duration::from_nanos(age),
                 }));
             }
-            if age < p.max_stale {
+            if age < l.max_stale {
                 let v = Arc::clone(v);
                 let hits = &mut shard.hits;
                 let stale = |value, reason, counter: &mut u64| {
@@ -948,13 +1103,13 @@ where
                     Decision::Ready(Ok(Hit {
                         value,
                         source: Source::Stale(reason),
-                        age,
+                        age: Duration::from_nanos(age),
                     }))
                 };
                 if e.live_flight().is_some() {
                     return stale(v, StaleReason::Revalidating, &mut hits.stale_revalidating);
                 }
-                if e.next_attempt.is_some_and(|t| now < t) {
+                if now < e.next_attempt {
                     return if e.failures > 0 {
                         stale(v, StaleReason::LoadFailed, &mut hits.stale_load_failed)
                     } else {
@@ -963,7 +1118,7 @@ where
                 }
                 let stored_at = e.stored_at;
                 let waiter = self.start_flight(e, key, now, true);
-                let non_blocking = age < e.fresh_for.saturating_add(p.stale_while_revalidate);
+                let non_blocking = age < e.fresh_for.saturating_add(l.stale_while_revalidate);
                 if self.spawner.is_some() {
                     *bg = e.flight.as_ref().and_then(|f| f.join());
                     if non_blocking {
@@ -980,10 +1135,10 @@ where
                 return Decision::wait(waiter, false, None);
             }
         }
-        if let Some(until) = e.negative_until.filter(|t| now < *t) {
+        if now < e.negative_until {
             shard.hits.throttled_errors += 1;
             return Decision::Ready(Err(CacheError::Throttled {
-                retry_in: until - now,
+                retry_in: Duration::from_nanos(e.negative_until - now),
                 last_error: e.last_error.clone(),
             }));
         }
@@ -1000,12 +1155,14 @@ where
         self: &Arc<Self>,
         e: &mut Entry<V, L::Error>,
         key: &K,
-        now: Instant,
+        now: Nanos,
         with_previous: bool,
     ) -> Waiter<Out<V, L::Error>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let generation = e.generation;
-        e.next_attempt = now.checked_add(self.policy.min_refresh_interval);
+        e.next_attempt = self
+            .deadline(now, self.policy.min_refresh_interval)
+            .unwrap_or(NEVER);
         bump(&self.counters.loads_started);
         self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
 
@@ -1034,25 +1191,36 @@ where
         waiter
     }
 
+    /// `now + d` as a deadline. `None` exactly where the same sum on
+    /// `Instant`s overflows (spans near `Duration::MAX`), which is what the
+    /// callers' rules were written against; a sum past `u64::MAX` ns that
+    /// `Instant` could still represent saturates (it never arrives either way).
+    fn deadline(&self, now: Nanos, d: Duration) -> Option<Nanos> {
+        self.epoch
+            .checked_add(Duration::from_nanos(now))?
+            .checked_add(d)?;
+        Some(now.saturating_add(nanos(d)))
+    }
+
     fn record_failure(
         &self,
         e: &mut Entry<V, L::Error>,
-        started: Instant,
-        now: Instant,
+        started: Nanos,
+        now: Nanos,
         err: Option<Arc<L::Error>>,
     ) {
         let p = &self.policy;
         e.failures = e.failures.saturating_add(1);
         e.last_error = err;
         let backoff = p.failure_backoff.delay(e.failures);
-        let by_interval = started.checked_add(p.min_refresh_interval);
-        let by_backoff = now.checked_add(backoff);
-        e.next_attempt = Some(match (by_interval, by_backoff) {
+        let by_interval = self.deadline(started, p.min_refresh_interval);
+        let by_backoff = self.deadline(now, backoff);
+        e.next_attempt = match (by_interval, by_backoff) {
             (Some(a), Some(b)) => a.max(b),
             _ => far_future(now),
-        });
-        e.negative_until = p.negative_ttl.map(|d| {
-            now.checked_add(d.max(backoff))
+        };
+        e.negative_until = p.negative_ttl.map_or(NEVER, |d| {
+            self.deadline(now, d.max(backoff))
                 .unwrap_or_else(|| far_future(now))
         });
     }
@@ -1062,11 +1230,11 @@ where
         key: &K,
         id: u64,
         generation: u64,
-        started: Instant,
+        started: Nanos,
         res: Result<V, L::Error>,
     ) -> Out<V, L::Error> {
         let c = &self.counters;
-        let now = self.clock.now();
+        let now = self.now();
         let mut shard = lock(self.shard(key));
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         let entry = shard.map.get_mut(key);
@@ -1085,7 +1253,7 @@ where
                         e.marked_stale = false;
                         e.failures = 0;
                         e.last_error = None;
-                        e.negative_until = None;
+                        e.negative_until = NEVER;
                     } else {
                         bump(&c.loads_discarded);
                     }
@@ -1113,9 +1281,9 @@ where
         out
     }
 
-    fn aborted(&self, key: &K, id: u64, generation: u64, started: Instant, abort: Abort) {
+    fn aborted(&self, key: &K, id: u64, generation: u64, started: Nanos, abort: Abort) {
         let c = &self.counters;
-        let now = self.clock.now();
+        let now = self.now();
         let mut shard = lock(self.shard(key));
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match abort {
@@ -1142,10 +1310,10 @@ where
         &self,
         out: Result<Out<V, L::Error>, Arc<str>>,
         leader: bool,
-        fallback: Option<(Arc<V>, Instant)>,
+        fallback: Option<(Arc<V>, Nanos)>,
     ) -> Result<Hit<V>, CacheError<L::Error>> {
         let c = &self.counters;
-        let now = self.clock.now();
+        let now = self.now();
         let err = match out {
             Ok(Ok((value, at))) => {
                 bump(if leader { &c.loaded } else { &c.joined });
@@ -1156,20 +1324,20 @@ where
                     } else {
                         Source::Joined
                     },
-                    age: now.saturating_duration_since(at),
+                    age: Duration::from_nanos(now.saturating_sub(at)),
                 });
             }
             Ok(Err(e)) => CacheError::Load(e),
             Err(msg) => CacheError::LoaderPanicked(msg),
         };
         if let Some((value, at)) = fallback {
-            let age = now.saturating_duration_since(at);
-            if age < self.policy.max_stale {
+            let age = now.saturating_sub(at);
+            if age < self.limits.max_stale {
                 bump(&c.stale_load_failed);
                 return Ok(Hit {
                     value,
                     source: Source::Stale(StaleReason::LoadFailed),
-                    age,
+                    age: Duration::from_nanos(age),
                 });
             }
         }
@@ -1177,8 +1345,7 @@ where
     }
 }
 
-/// An instant so far ahead it never arrives in practice (for saturated sums).
-fn far_future(now: Instant) -> Instant {
-    now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600))
-        .unwrap_or(now)
+/// A reading so far ahead it never arrives in practice (for saturated sums).
+fn far_future(now: Nanos) -> Nanos {
+    now.saturating_add(nanos(Duration::from_secs(100 * 365 * 24 * 3600)))
 }
