@@ -1349,3 +1349,26 @@ where
 fn far_future(now: Nanos) -> Nanos {
     now.saturating_add(nanos(Duration::from_secs(100 * 365 * 24 * 3600)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type L = fn(&u64, Option<Arc<u64>>) -> std::future::Ready<Result<u64, ()>>;
+
+    /// The hit path's layout budget (see DESIGN.md, "Hit path cost"): a
+    /// `(u64, Entry)` bucket in 80 bytes and a three-word `get` future.
+    #[test]
+    fn hit_path_sizes() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<(u64, Entry<u64, ()>)>(), 80);
+        assert_eq!(size_of::<Get<'_, u64, u64, L>>(), 3 * size_of::<usize>());
+    }
+
+    #[test]
+    fn nanos_saturate() {
+        assert_eq!(nanos(Duration::new(2, 5)), 2_000_000_005);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
+        assert_eq!(nanos(Duration::from_secs(u64::MAX / 1_000_000_000 + 1)), u64::MAX);
+    }
+}
