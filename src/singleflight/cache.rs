@@ -709,11 +709,24 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.wait.is_none() {
-            this.inner.decide(this.key, &mut this.wait, cx)
-        } else {
-            this.inner.poll_wait(&mut this.wait, cx)
+        // Neither branch hands out a pointer into `this` (only into the
+        // box, or to a local): if the future's address escaped, LLVM would
+        // copy the whole future with wide loads wherever the caller moved it,
+        // instead of reading its three fields into registers.
+        if let Some(w) = this.wait.as_deref_mut() {
+            let r = this.inner.poll_wait(w, cx);
+            if r.is_ready() {
+                // Done: a later poll decides afresh.
+                this.wait = None;
+            }
+            return r;
         }
+        let mut wait = None;
+        let r = this.inner.decide(this.key, &mut wait, cx);
+        if wait.is_some() {
+            this.wait = wait;
+        }
+        r
     }
 }
 
@@ -1028,28 +1041,29 @@ where
                 leader,
                 fallback,
             } => {
-                *wait = Some(Box::new(Wait {
+                let mut w = Box::new(Wait {
                     waiter,
                     leader,
                     fallback,
-                }));
-                self.poll_wait(wait, cx)
+                });
+                let r = self.poll_wait(&mut w, cx);
+                if r.is_pending() {
+                    *wait = Some(w);
+                }
+                r
             }
         }
     }
 
-    /// Polls the flight this caller waits on. On completion clears `wait`
-    /// (a later poll decides afresh) and turns the flight's output into the
-    /// caller's result.
+    /// Polls the flight this caller waits on; on completion turns its
+    /// output into the caller's result (the caller then drops `w`).
     fn poll_wait(
         &self,
-        wait: &mut Option<Box<Wait<V, L::Error>>>,
+        w: &mut Wait<V, L::Error>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
-        let w = wait.as_mut().expect("only called with a waiter");
         let out = ready!(Pin::new(&mut w.waiter).poll(cx));
-        let w = wait.take().expect("checked above");
-        Poll::Ready(self.settle(out, w.leader, w.fallback))
+        Poll::Ready(self.settle(out, w.leader, w.fallback.take()))
     }
 
     #[cold]
@@ -1369,6 +1383,9 @@ mod tests {
     fn nanos_saturate() {
         assert_eq!(nanos(Duration::new(2, 5)), 2_000_000_005);
         assert_eq!(nanos(Duration::MAX), u64::MAX);
-        assert_eq!(nanos(Duration::from_secs(u64::MAX / 1_000_000_000 + 1)), u64::MAX);
+        assert_eq!(
+            nanos(Duration::from_secs(u64::MAX / 1_000_000_000 + 1)),
+            u64::MAX
+        );
     }
 }
