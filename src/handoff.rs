@@ -33,7 +33,12 @@ fn untag(entry: *mut Waiter) -> (*mut Waiter, usize) {
 }
 
 /// How many wakers one pass collects before it gives the role back and wakes them.
+#[cfg(not(loom))]
 const WAKE_BATCH: usize = 16;
+/// Under loom, two: the models then also explore the path where a pass stops because its
+/// batch is full (with 16 no model would queue enough waiters to reach it).
+#[cfg(loom)]
+const WAKE_BATCH: usize = 2;
 
 /// Wakers collected during a pass, woken after the role is given back. Slots `next..len` are
 /// initialised; the array is never zeroed or dropped as a whole (a measured cost per pass).

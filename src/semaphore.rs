@@ -405,9 +405,26 @@ impl Semaphore {
         self.total.load(Relaxed)
     }
 
-    /// How many acquirers are queued: counted when a waiter joins the queue and uncounted when
-    /// a handoff pass grants, closes out or removes it. While other threads are acquiring or
-    /// releasing it is a snapshot that may already be stale.
+    /// How many acquirers are queued: counted when a waiter joins the queue, uncounted at the
+    /// end of the handoff pass that grants, closes out or removes it. Exact when no operation
+    /// is in flight; while other threads acquire or release it is a snapshot that may already
+    /// be stale (a waiter that was just granted can still be counted for a moment).
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// use std::pin::pin;
+    /// use std::task::{Context, Waker};
+    /// use std::future::Future;
+    ///
+    /// let sem = fairgate::Semaphore::new(0);
+    /// let mut waiting = pin!(sem.acquire());
+    /// assert!(waiting.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    /// assert_eq!(sem.waiters(), 1);
+    /// sem.add_permits(1); // handed straight to the waiter
+    /// assert_eq!(sem.waiters(), 0);
+    /// assert!(waiting.await.is_ok());
+    /// # });
+    /// ```
     pub fn waiters(&self) -> usize {
         self.waiters.load(Relaxed)
     }

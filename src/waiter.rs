@@ -189,7 +189,9 @@ impl Waiter {
         if state & DONE != 0 {
             // The holder is finished with the node, so nobody else writes its state: a plain
             // store saves an RMW on the common path (woken after the pass, then polled).
-            self.state.store(state | FINISHED, Relaxed);
+            // `state` may be a value read before this thread cleared REGISTERING; the flag
+            // must not come back.
+            self.state.store((state & !REGISTERING) | FINISHED, Relaxed);
         } else {
             // The holder may still be between its resolve CAS and its DONE store (it reads
             // only the waker there), so FINISHED must not overwrite that DONE: an RMW.

@@ -486,3 +486,109 @@ fn lazy_enqueue_then_cancel_vs_release() {
         assert_all_back(&sem, 1);
     });
 }
+
+#[test]
+fn fifo_enqueue_during_release_pass() {
+    // A waiter enqueued while `add_permits` runs the pass for an earlier one must not be served
+    // first, and nobody may take the permit past it. (Catches an enqueue that skips its state
+    // CAS when the word looks unchanged.)
+    model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let first = queued(&sem, 1);
+        let s = sem.clone();
+        let t = thread::spawn(move || s.add_permits(1));
+        let mut second = queued(&sem, 1);
+        t.join().unwrap();
+        assert!(
+            poll_once(second.as_mut()).is_pending(),
+            "second served first"
+        );
+        assert_eq!(sem.try_acquire().unwrap_err(), TryAcquireError::NoPermits);
+        drop(block_on(first).unwrap());
+        drop(block_on(second).unwrap());
+        assert_all_back(&sem, 1);
+    });
+}
+
+#[test]
+fn cancel_lazy_vs_release_vs_enqueue() {
+    // A lazily enqueued waiter is dropped while the permit is released and a third thread
+    // enqueues: the permit must reach the newcomer, whichever order the three take.
+    model_bound(1, || {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.clone().try_acquire_owned().unwrap();
+        let a = queued(&sem, 1);
+        let s = sem.clone();
+        let t = thread::spawn(move || drop(block_on(s.acquire()).unwrap()));
+        let r = thread::spawn(move || drop(held));
+        drop(a);
+        r.join().unwrap();
+        t.join().unwrap();
+        assert_all_back(&sem, 1);
+    });
+}
+
+#[test]
+fn lazy_then_close_vs_cancel() {
+    // Two lazy waiters; one is dropped while the semaphore closes: the other is closed out and
+    // the count of waiters returns to zero.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let w = queued(&sem, 1);
+        let keep = queued(&sem, 1);
+        let s = sem.clone();
+        let t = thread::spawn(move || s.close());
+        drop(w);
+        t.join().unwrap();
+        assert_eq!(block_on(keep).unwrap_err(), AcquireError::Closed);
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
+#[test]
+fn waiters_never_underflow() {
+    // The holder uncounts a waiter only after the enqueuer counted it: a concurrent reader never
+    // sees the counter wrap.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let s = sem.clone();
+        let t = thread::spawn(move || drop(block_on(s.acquire()).unwrap()));
+        let s2 = sem.clone();
+        let r = thread::spawn(move || {
+            for _ in 0..2 {
+                assert!(s2.waiters() <= 1, "waiters() = {}", s2.waiters());
+            }
+        });
+        sem.add_permits(1);
+        t.join().unwrap();
+        r.join().unwrap();
+        assert_all_back(&sem, 1);
+    });
+}
+
+#[test]
+fn batch_full_vs_lazy_enqueue() {
+    // Under loom the wake batch holds two wakers: granting three waiters makes the pass stop
+    // with a full batch, give the role back with the leftover deposit, wake, and retake the
+    // role, while a fourth waiter enqueues. Nobody may barge or be stranded.
+    model_bound(1, || {
+        let sem = Arc::new(Semaphore::new(0));
+        let a = queued(&sem, 1);
+        let b = queued(&sem, 1);
+        let c = queued(&sem, 1);
+        let s = sem.clone();
+        let t = thread::spawn(move || s.add_permits(3));
+        let mut d = queued(&sem, 1);
+        t.join().unwrap();
+        assert!(poll_once(d.as_mut()).is_pending(), "d barged");
+        let (pa, pb, pc) = (
+            block_on(a).unwrap(),
+            block_on(b).unwrap(),
+            block_on(c).unwrap(),
+        );
+        drop(pa);
+        drop(block_on(d).unwrap());
+        drop((pb, pc));
+        assert_all_back(&sem, 3);
+    });
+}
