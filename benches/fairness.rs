@@ -976,11 +976,14 @@ fn contended_report(args: &Args) {
                 macro_rules! row {
                     ($ty:ty, $rt:expr, $t:expr, $p:expr) => {{
                         let name = <$ty as Sem>::NAME;
-                        if args
-                            .only
-                            .as_deref()
-                            .is_none_or(|o| o == name || name == "floor")
-                        {
+                        // With `--only`, the floor runs too (for the ratio), except when a
+                        // single point is being profiled.
+                        if args.only.as_deref().is_none_or(|o| {
+                            o == name
+                                || (name == "floor"
+                                    && args.tasks.is_none()
+                                    && args.permits.is_none())
+                        }) {
                             let r = run_window::<$ty>($rt, $t, $p, window);
                             let nsop = 1e9 / r.ops_per_sec();
                             println!(

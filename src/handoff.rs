@@ -172,18 +172,24 @@ impl Semaphore {
             if !more {
                 return;
             }
-            // The batch filled while waiters could still be served: take the role again
-            // unless another thread has it (then it will see the deposits we left).
+            // The batch filled while waiters could still be served: take the role again, and
+            // the deposits with it (as `after_deposit` does), unless another thread has it
+            // (then it will see the deposits we left).
             let mut s = self.state.load(Relaxed);
             loop {
                 if s & QUEUED == 0 || s & HANDOFF != 0 {
                     return;
                 }
-                match self
-                    .state
-                    .compare_exchange_weak(s, s | HANDOFF, AcqRel, Relaxed)
-                {
-                    Ok(_) => break,
+                match self.state.compare_exchange_weak(
+                    s,
+                    state::with_permits(s, 0) | HANDOFF,
+                    AcqRel,
+                    Relaxed,
+                ) {
+                    Ok(_) => {
+                        pool = state::permits(s);
+                        break;
+                    }
                     Err(actual) => s = actual,
                 }
             }
