@@ -1,6 +1,8 @@
 //! Criterion benchmarks for `fairgate::singleflight`, with peers.
 //!
-//! * fresh hit and stale hit latency, single-threaded (goal ≤ 100 ns);
+//! * fresh hit and stale hit latency, single-threaded (goal ≤ 100 ns), next
+//!   to two floors: the OS clock read alone (`clock_floor_*`) and a
+//!   `Mutex<HashMap>` lookup;
 //! * 10 000 concurrent callers on one cold key → exactly one backend call
 //!   (asserted), compared with moka's `get_with` and `async_singleflight`.
 //!
@@ -23,7 +25,7 @@ use futures::FutureExt;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn hits(c: &mut Criterion) {
     let clock = ManualClock::new();
@@ -101,6 +103,20 @@ fn hits(c: &mut Criterion) {
                     .unwrap()
                     .unwrap(),
             )
+        })
+    });
+    // Clock floor on this machine: the OS clock read alone (vDSO
+    // `clock_gettime(CLOCK_MONOTONIC)` on Linux), which every system-clock hit
+    // pays, and the same read turned into nanoseconds since an epoch (what
+    // the cache does with it).
+    g.bench_function("clock_floor_instant_now", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+    let epoch = Instant::now();
+    g.bench_function("clock_floor_nanos_since_epoch", |b| {
+        b.iter(|| {
+            let d = Instant::now().saturating_duration_since(black_box(epoch));
+            black_box(d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos()))
         })
     });
     // Calibration floor on this machine: one std Mutex<HashMap> lookup + Arc clone.
