@@ -13,7 +13,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use super::clock::{Clock, Spawn, SystemClock};
+use super::clock::{saturating_nanos as nanos, Clock, InstantParts, Spawn, SystemClock};
 use super::flight::{lock, Abort, BoxFut, Flight, Waiter};
 use super::hash::KeyState;
 use super::limiter::Limiter;
@@ -387,13 +387,44 @@ type Nanos = u64;
 /// so 0 means exactly what `None` meant, in half the space.
 const NEVER: Nanos = 0;
 
-/// `d` in whole nanoseconds, saturating at `u64::MAX`.
-#[inline]
-fn nanos(d: Duration) -> Nanos {
-    d.as_secs()
-        .checked_mul(1_000_000_000)
-        .and_then(|s| s.checked_add(u64::from(d.subsec_nanos())))
-        .unwrap_or(u64::MAX)
+/// The cache's clock. The default [`SystemClock`] is a variant of its own,
+/// so the hit path reads it with a direct, inlined call instead of through a
+/// vtable.
+enum TimeSource {
+    /// The epoch's parts once [`InstantParts::calibrate`] has vouched for
+    /// them (set at build).
+    System(Option<InstantParts>),
+    Custom(Arc<dyn Clock>),
+}
+
+impl TimeSource {
+    fn of<C: Clock>(clock: C) -> Self {
+        // `SystemClock` is a unit struct: nothing is lost by dropping it.
+        if std::any::TypeId::of::<C>() == std::any::TypeId::of::<SystemClock>() {
+            TimeSource::System(None)
+        } else {
+            TimeSource::Custom(Arc::new(clock))
+        }
+    }
+
+    fn now(&self) -> Instant {
+        match self {
+            TimeSource::System(_) => SystemClock.now(),
+            TimeSource::Custom(c) => c.now(),
+        }
+    }
+
+    #[inline]
+    fn nanos_since(&self, origin: Instant) -> Nanos {
+        match self {
+            TimeSource::System(Some(epoch)) => match InstantParts::of(Instant::now()) {
+                Some(now) => now.nanos_since(*epoch),
+                None => SystemClock.nanos_since(origin),
+            },
+            TimeSource::System(None) => SystemClock.nanos_since(origin),
+            TimeSource::Custom(c) => c.nanos_since(origin),
+        }
+    }
 }
 
 struct Entry<V, E> {
@@ -493,7 +524,7 @@ struct Inner<K, V, L: Loader<K, V>> {
     policy: Policy,
     /// The policy's spans the decision table compares, converted once.
     limits: Limits,
-    clock: Arc<dyn Clock>,
+    clock: TimeSource,
     /// The clock's reading at build time; [`Nanos`] count from here.
     epoch: Instant,
     spawner: Option<Arc<dyn Spawn>>,
@@ -518,7 +549,7 @@ struct Limits {
 pub struct Builder<K, V, L> {
     loader: L,
     policy: Policy,
-    clock: Arc<dyn Clock>,
+    clock: TimeSource,
     spawner: Option<Arc<dyn Spawn>>,
     jitter_seed: Option<u64>,
     _marker: std::marker::PhantomData<fn(K) -> V>,
@@ -538,7 +569,7 @@ where
 
     /// Sets the clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = TimeSource::of(clock);
         self
     }
 
@@ -580,6 +611,7 @@ where
             .policy
             .max_concurrent_loads
             .map(|n| Limiter::new(n.max(1)));
+        let epoch = self.clock.now();
         let p = &self.policy;
         let limits = Limits {
             ttl: nanos(p.ttl),
@@ -591,8 +623,11 @@ where
                 loader: self.loader,
                 policy: self.policy,
                 limits,
-                epoch: self.clock.now(),
-                clock: self.clock,
+                epoch,
+                clock: match self.clock {
+                    TimeSource::System(_) => TimeSource::System(InstantParts::calibrate(epoch)),
+                    c => c,
+                },
                 spawner: self.spawner,
                 jitter: self
                     .jitter_seed
@@ -761,7 +796,7 @@ where
         Builder {
             loader,
             policy: Policy::default(),
-            clock: Arc::new(SystemClock),
+            clock: TimeSource::System(None),
             spawner: None,
             jitter_seed: None,
             _marker: std::marker::PhantomData,
@@ -925,7 +960,7 @@ where
     /// from a clock that went backwards, count as the epoch).
     #[inline]
     fn now(&self) -> Nanos {
-        nanos(self.clock.now().saturating_duration_since(self.epoch))
+        self.clock.nanos_since(self.epoch)
     }
 
     /// How long a value stored for `key` by store number `seq` (a flight id
