@@ -15,7 +15,7 @@ use std::vec::Vec;
 
 use super::clock::{saturating_nanos as nanos, Clock, InstantParts, Spawn, SystemClock};
 use super::flight::{lock, Abort, BoxFut, Flight, Waiter};
-use super::hash::KeyState;
+use super::hash::{HashedKey, KeyState, Lookup, PassThrough};
 use super::limiter::Limiter;
 
 /// Fetches the value for a key from the backend. Registered once, up front,
@@ -476,11 +476,13 @@ impl<V, E> Entry<V, E> {
 }
 
 struct Shard<K, V, E> {
-    map: HashMap<K, Entry<V, E>, KeyState>,
+    /// Keys carry the hash that also picked the shard, so a lookup hashes
+    /// the key once, not twice (see `hash.rs`).
+    map: HashMap<HashedKey<K>, Entry<V, E>, PassThrough>,
     hits: HitCounts,
     /// Second-chance (CLOCK) eviction order. May hold keys that were removed
     /// or duplicates; those are skipped and compacted away.
-    order: VecDeque<K>,
+    order: VecDeque<HashedKey<K>>,
     cap: usize,
 }
 
@@ -507,7 +509,12 @@ impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
         }
     }
 
-    fn insert_new(&mut self, key: K, entry: Entry<V, E>, counters: &Counters) -> &mut Entry<V, E> {
+    fn insert_new(
+        &mut self,
+        key: HashedKey<K>,
+        entry: Entry<V, E>,
+        counters: &Counters,
+    ) -> &mut Entry<V, E> {
         self.evict_to(self.cap.saturating_sub(1), counters);
         if self.order.len() > 2 * self.map.len() + 32 {
             self.order = self.map.keys().cloned().collect();
@@ -517,7 +524,8 @@ impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
     }
 }
 
-type Shards<K, V, E> = Box<[Mutex<Shard<K, V, E>>]>;
+type ShardLock<K, V, E> = Mutex<Shard<K, V, E>>;
+type Shards<K, V, E> = Box<[ShardLock<K, V, E>]>;
 
 struct Inner<K, V, L: Loader<K, V>> {
     loader: L,
@@ -599,7 +607,7 @@ where
         let shards = (0..n)
             .map(|i| {
                 Mutex::new(Shard {
-                    map: HashMap::with_hasher(hasher),
+                    map: HashMap::with_hasher(PassThrough),
                     hits: HitCounts::default(),
                     order: VecDeque::new(),
                     cap: cap / n + usize::from(i < cap % n),
@@ -833,8 +841,9 @@ where
     pub fn peek(&self, key: &K) -> Option<Hit<V>> {
         let inner = &*self.inner;
         let now = inner.now();
-        let mut shard = lock(inner.shard(key));
-        let e = shard.map.get_mut(key)?;
+        let (shard, at) = inner.locate(key);
+        let mut shard = lock(shard);
+        let e = shard.map.get_mut(at.view())?;
         let value = e.value.clone()?;
         let age = now.saturating_sub(e.stored_at);
         let source = if !e.marked_stale && age < e.fresh_for {
@@ -866,10 +875,14 @@ where
         let generation = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let value = Arc::new(value);
         let fresh_for = inner.fresh_for(&key, generation);
-        let mut shard = lock(inner.shard(&key));
-        let e = match shard.map.get_mut(&key) {
+        let (shard, at) = inner.locate(&key);
+        let mut shard = lock(shard);
+        let e = match shard.map.get_mut(at.view()) {
             Some(e) => e,
-            None => shard.insert_new(key, Entry::empty(now, generation), &inner.counters),
+            None => {
+                let key = HashedKey::new(at.hash, key);
+                shard.insert_new(key, Entry::empty(now, generation), &inner.counters)
+            }
         };
         e.value = Some(value);
         e.stored_at = now;
@@ -887,8 +900,8 @@ where
     /// is not stored; the next `get` starts a new load at once.
     pub fn invalidate(&self, key: &K) {
         let inner = &*self.inner;
-        let mut shard = lock(inner.shard(key));
-        shard.map.remove(key);
+        let (shard, at) = inner.locate(key);
+        lock(shard).map.remove(at.view());
     }
 
     /// Keeps the value as a fallback but makes the next `get` refresh it at
@@ -897,8 +910,8 @@ where
     pub fn mark_stale(&self, key: &K) {
         let inner = &*self.inner;
         let generation = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut shard = lock(inner.shard(key));
-        if let Some(e) = shard.map.get_mut(key) {
+        let (shard, at) = inner.locate(key);
+        if let Some(e) = lock(shard).map.get_mut(at.view()) {
             e.marked_stale = true;
             e.generation = generation;
             e.flight = None;
@@ -979,17 +992,15 @@ where
         nanos(p.ttl - Duration::from_nanos(j as u64))
     }
 
+    /// Hashes `key` (once per operation) and picks its shard.
     #[inline]
-    fn shard(&self, key: &K) -> &Mutex<Shard<K, V, L::Error>> {
-        let n = self.shards.len();
-        if n == 1 {
-            return &self.shards[0];
-        }
-        // Bits 40..44 of the same seeded hash the shard maps use: hashbrown
+    fn locate<'k>(&self, key: &'k K) -> (&ShardLock<K, V, L::Error>, Lookup<'k, K>) {
+        let at = Lookup::new(&self.hasher, key);
+        // Bits 40..44 of the hash the shard map then uses as is: hashbrown
         // takes its bucket index from the low bits and its tag from the top 7,
         // so the shard choice does not thin out either within a shard.
-        let h = self.hasher.hash_one(key);
-        &self.shards[(h >> 40) as usize & (n - 1)]
+        let n = self.shards.len();
+        (&self.shards[(at.hash >> 40) as usize & (n - 1)], at)
     }
 
     /// The first poll of a [`Get`]: serves a hit (the rows of the decision
@@ -1007,9 +1018,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
         let now = self.now();
-        let mut guard = lock(self.shard(key));
+        let (shard, at) = self.locate(key);
+        let mut guard = lock(shard);
         let shard = &mut *guard;
-        if let Some(e) = shard.map.get_mut(key) {
+        if let Some(e) = shard.map.get_mut(at.view()) {
             e.referenced = true;
             if e.value.is_some() {
                 let age = now.saturating_sub(e.stored_at);
@@ -1017,7 +1029,7 @@ where
                 let (source, counter) = if !e.marked_stale && age < e.fresh_for {
                     (Source::Fresh, &mut h.fresh)
                 } else if age >= self.limits.max_stale {
-                    return self.decide_slow(guard, key, now, wait, cx);
+                    return self.decide_slow(guard, at, now, wait, cx);
                 } else if e.flight.is_some() && e.live_flight().is_some() {
                     (
                         Source::Stale(StaleReason::Revalidating),
@@ -1036,7 +1048,7 @@ where
                         )
                     }
                 } else {
-                    return self.decide_slow(guard, key, now, wait, cx);
+                    return self.decide_slow(guard, at, now, wait, cx);
                 };
                 if let Some(v) = &e.value {
                     *counter += 1;
@@ -1048,7 +1060,7 @@ where
                 }
             }
         }
-        self.decide_slow(guard, key, now, wait, cx)
+        self.decide_slow(guard, at, now, wait, cx)
     }
 
     /// Everything but a hit: runs the whole decision table under the lock
@@ -1058,13 +1070,13 @@ where
     fn decide_slow(
         self: &Arc<Self>,
         mut guard: MutexGuard<'_, Shard<K, V, L::Error>>,
-        key: &K,
+        at: Lookup<'_, K>,
         now: Nanos,
         wait: &mut Option<Box<Wait<V, L::Error>>>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
         let mut bg = None;
-        let decision = self.decide_locked(&mut guard, key, now, &mut bg);
+        let decision = self.decide_locked(&mut guard, at, now, &mut bg);
         drop(guard);
         if let Some(bg) = bg {
             self.spawn_waiter(bg);
@@ -1115,17 +1127,19 @@ where
     fn decide_locked(
         self: &Arc<Self>,
         shard: &mut Shard<K, V, L::Error>,
-        key: &K,
+        at: Lookup<'_, K>,
         now: Nanos,
         bg: &mut Option<Waiter<Out<V, L::Error>>>,
     ) -> Decision<V, L::Error> {
+        let key = at.key;
         let l = &self.limits;
         let c = &self.counters;
-        let e = match shard.map.get_mut(key) {
+        let e = match shard.map.get_mut(at.view()) {
             Some(e) => e,
             None => {
                 let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
-                let e = shard.insert_new(key.clone(), Entry::empty(now, generation), c);
+                let hk = HashedKey::new(at.hash, key.clone());
+                let e = shard.insert_new(hk, Entry::empty(now, generation), c);
                 let waiter = self.start_flight(e, key, now, false);
                 if self.spawner.is_some() {
                     *bg = e.flight.as_ref().and_then(|f| f.join());
@@ -1284,9 +1298,10 @@ where
     ) -> Out<V, L::Error> {
         let c = &self.counters;
         let now = self.now();
-        let mut shard = lock(self.shard(key));
+        let (shard, at) = self.locate(key);
+        let mut shard = lock(shard);
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let entry = shard.map.get_mut(key);
+        let entry = shard.map.get_mut(at.view());
         let out = match res {
             Ok(v) => {
                 bump(&c.loads_succeeded);
@@ -1333,13 +1348,14 @@ where
     fn aborted(&self, key: &K, id: u64, generation: u64, started: Nanos, abort: Abort) {
         let c = &self.counters;
         let now = self.now();
-        let mut shard = lock(self.shard(key));
+        let (shard, at) = self.locate(key);
+        let mut shard = lock(shard);
         c.in_flight.fetch_sub(1, Ordering::Relaxed);
         match abort {
             Abort::Cancelled => bump(&c.loads_abandoned),
             Abort::Panicked => bump(&c.loads_panicked),
         }
-        let Some(e) = shard.map.get_mut(key) else {
+        let Some(e) = shard.map.get_mut(at.view()) else {
             return;
         };
         if e.flight.as_ref().is_some_and(|f| f.id() == id) {
@@ -1349,7 +1365,7 @@ where
             self.record_failure(e, started, now, None);
         }
         if e.removable(now) {
-            shard.map.remove(key);
+            shard.map.remove(at.view());
         }
         let cap = shard.cap;
         shard.evict_to(cap, c);
@@ -1406,11 +1422,11 @@ mod tests {
     type L = fn(&u64, Option<Arc<u64>>) -> std::future::Ready<Result<u64, ()>>;
 
     /// The hit path's layout budget (see DESIGN.md, "Hit path cost"): a
-    /// `(u64, Entry)` bucket in 80 bytes and a three-word `get` future.
+    /// `(HashedKey<u64>, Entry)` bucket in 88 bytes and a three-word `get` future.
     #[test]
     fn hit_path_sizes() {
         use std::mem::size_of;
-        assert_eq!(size_of::<(u64, Entry<u64, ()>)>(), 80);
+        assert_eq!(size_of::<(HashedKey<u64>, Entry<u64, ()>)>(), 88);
         assert_eq!(size_of::<Get<'_, u64, u64, L>>(), 3 * size_of::<usize>());
     }
 

@@ -5,6 +5,10 @@
 //! The same construction, seeded from a user-chosen `u64`, draws the TTL
 //! jitter (`Policy::ttl_jitter`), so a fixed seed gives reproducible expiry.
 //!
+//! The key is hashed once per operation: [`HashedKey`] stores it with its
+//! hash, the shard maps rehash nothing ([`PassThrough`]), and a lookup goes
+//! through a borrowed `dyn` view ([`KeyView`]) so that no key is cloned.
+//!
 //! SipHash-1-3 (std's default) cost about 140 instructions per `u64` key,
 //! more than everything else on a cache hit together. This hash costs a few
 //! instructions per 8 bytes. Its seeds come from [`RandomState`], different for
@@ -12,8 +16,9 @@
 //! colliding keys; like `foldhash` it offers "minimal" HashDoS resistance, not
 //! SipHash's keyed-PRF guarantee.
 
+use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// Seeds for one cache. Cheap to copy; every hasher starts from them.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +120,158 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// A key as stored in a shard map: the key and its [`KeyState`] hash,
+/// computed once by the caller (the shard is chosen from the same hash).
+///
+/// std's `HashMap` has no stable way to look up by a precomputed hash, so
+/// the map hashes this type with [`PassThrough`], which just returns the
+/// stored hash, and lookups borrow it as a `dyn KeyView` (see there).
+#[derive(Clone)]
+pub(crate) struct HashedKey<K> {
+    hash: u64,
+    key: K,
+}
+
+impl<K> HashedKey<K> {
+    /// `hash` must be `key`'s [`Lookup::hash`] in the same cache.
+    pub(crate) fn new(hash: u64, key: K) -> Self {
+        HashedKey { hash, key }
+    }
+}
+
+/// A key to look up, with its hash: what [`Lookup::view`] lends the map.
+#[derive(Clone, Copy)]
+pub(crate) struct Lookup<'a, K> {
+    pub(crate) hash: u64,
+    pub(crate) key: &'a K,
+}
+
+impl<'a, K> Lookup<'a, K> {
+    #[inline]
+    pub(crate) fn new(state: &KeyState, key: &'a K) -> Self
+    where
+        K: Hash,
+    {
+        Lookup {
+            hash: state.hash_one(key),
+            key,
+        }
+    }
+
+    /// The form `HashMap::get` accepts for a `HashedKey<K>` map. Both sides
+    /// are concrete types, so after inlining the `dyn` calls are direct.
+    #[inline]
+    pub(crate) fn view(&self) -> &(dyn KeyView<K> + 'a) {
+        self
+    }
+}
+
+/// What a stored [`HashedKey`] and a [`Lookup`] have in common. `HashMap`
+/// looks a key up by any `Q` the stored key `Borrow`s; `HashedKey<K>` cannot
+/// borrow as a `Lookup` (which holds a reference), but it can borrow as this
+/// trait object, which both implement.
+pub(crate) trait KeyView<K> {
+    fn hash(&self) -> u64;
+    fn key(&self) -> &K;
+}
+
+impl<K> KeyView<K> for HashedKey<K> {
+    #[inline]
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    #[inline]
+    fn key(&self) -> &K {
+        &self.key
+    }
+}
+
+impl<K> KeyView<K> for Lookup<'_, K> {
+    #[inline]
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    #[inline]
+    fn key(&self) -> &K {
+        self.key
+    }
+}
+
+impl<'a, K: 'a> Borrow<dyn KeyView<K> + 'a> for HashedKey<K> {
+    #[inline]
+    fn borrow(&self) -> &(dyn KeyView<K> + 'a) {
+        self
+    }
+}
+
+// `Borrow` requires the borrowed form to hash and compare like the owner:
+// both hash as their stored hash and compare by key.
+impl<K> Hash for dyn KeyView<K> + '_ {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(KeyView::hash(self));
+    }
+}
+
+impl<K: PartialEq> PartialEq for dyn KeyView<K> + '_ {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl<K: Eq> Eq for dyn KeyView<K> + '_ {}
+
+impl<K> Hash for HashedKey<K> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl<K: PartialEq> PartialEq for HashedKey<K> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl<K: Eq> Eq for HashedKey<K> {}
+
+/// The shard maps' `BuildHasher`: keys arrive hashed ([`HashedKey`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PassThrough;
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    #[inline]
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+/// Returns the one `u64` written to it. Only [`HashedKey`] and `KeyView`
+/// are hashed with it, and they write exactly their stored hash.
+#[derive(Default)]
+pub(crate) struct PassThroughHasher(u64);
+
+impl Hasher for PassThroughHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached (see the type's doc); stays a valid hasher anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +288,32 @@ mod tests {
             seen[((s.hash_one(k) >> 40) & 15) as usize] = true;
         }
         assert!(seen.iter().all(|b| *b));
+    }
+
+    #[test]
+    fn hashed_keys_are_found_by_lookup() {
+        use std::collections::HashMap;
+        use std::format;
+        use std::string::{String, ToString};
+        let s = KeyState::new();
+        let mut m: HashMap<HashedKey<String>, u32, PassThrough> = HashMap::with_hasher(PassThrough);
+        for i in 0..100u32 {
+            let k = format!("k{i}");
+            let at = Lookup::new(&s, &k);
+            m.insert(HashedKey::new(at.hash, k.clone()), i);
+        }
+        for i in 0..100u32 {
+            let k = format!("k{i}");
+            assert_eq!(m.get(Lookup::new(&s, &k).view()), Some(&i));
+        }
+        let absent = "absent".to_string();
+        assert_eq!(m.get(Lookup::new(&s, &absent).view()), None);
+        // Same hash, different key: compared by key.
+        let k = "k1".to_string();
+        let fake = Lookup {
+            hash: Lookup::new(&s, &k).hash,
+            key: &absent,
+        };
+        assert_eq!(m.get(fake.view()), None);
     }
 }
