@@ -211,42 +211,26 @@ impl Semaphore {
         }
     }
 
-    /// After pushing a cancel request, or after `close`: make sure a handoff pass will see it
-    /// (invariant I3) — run one now, or leave the work to the active holder (`DIRTY`).
-    fn kick(&self) {
-        let mut s = self.state.load(Relaxed);
-        loop {
-            let take_role = s & HANDOFF == 0;
-            let new = if take_role {
-                s | QUEUED | HANDOFF
-            } else {
-                s | QUEUED | DIRTY
-            };
-            match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
-                Ok(_) if take_role => return self.run_handoff(core::ptr::null(), 0),
-                Ok(_) => return,
-                Err(actual) => s = actual,
-            }
-        }
-    }
-
-    /// After pushing an enqueue request (invariant I3). Like [`kick`](Self::kick), with one
-    /// more case that saves a whole pass per waiter: if no thread holds the role, nothing is
-    /// deposited and the semaphore is open, no pass could serve the new waiter now, so it only
-    /// sets `QUEUED` and leaves the request on the stack. `QUEUED` makes the next release (or
-    /// `add_permits`) deposit and run the pass that drains it; a cancel or `close` kicks one.
-    fn kick_enqueue(&self, me: *const Waiter) {
+    /// After pushing a request, or after `close`: make sure a handoff pass will see the work
+    /// (invariant I3). Take the role and run the pass, or leave the work to the active holder
+    /// (`DIRTY`). An enqueue (`is_enqueue`) allows one more case, which saves a whole pass per
+    /// waiter (DESIGN §4.2): if no thread holds the role, nothing is deposited and the
+    /// semaphore is open, no pass could serve the new waiter now, so only `QUEUED` is set and
+    /// the request stays on the stack; the next release (or `add_permits`) deposits and runs
+    /// the pass that drains it, and a cancel or `close` kicks one.
+    fn kick(&self, me: *const Waiter, is_enqueue: bool) {
         let mut s = self.state.load(Relaxed);
         loop {
             let (new, take_role) = if s & HANDOFF != 0 {
                 (s | QUEUED | DIRTY, false)
-            } else if state::permits(s) == 0 && s & CLOSED == 0 {
+            } else if is_enqueue && state::permits(s) == 0 && s & CLOSED == 0 {
                 (s | QUEUED, false)
             } else {
                 (s | QUEUED | HANDOFF, true)
             };
-            // Always an RMW, even when `new == s`: the next holder's role-taking CAS must
-            // come after this one in the word's order, so that it sees our push (DESIGN §5 I3).
+            // Always an RMW, even when `new == s`: the decision must be made on the latest
+            // word (the load above may be stale), and the next holder's role-taking CAS must
+            // follow this one in the word's order so that it sees our push (DESIGN §4.2).
             match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
                 Ok(_) if take_role => return self.run_handoff(me, 0),
                 Ok(_) => return,
@@ -265,7 +249,7 @@ impl Semaphore {
         self.waiters.fetch_add(1, Relaxed);
         // SAFETY: `next` is the enqueue link and belongs to this thread until drained.
         unsafe { push_request(&self.requests, tagged(node, tag::ENQUEUE), &(*node).next) };
-        self.kick_enqueue(node);
+        self.kick(node, true);
     }
 
     /// Asks the handoff holder to unlink a cancelled waiter.
@@ -281,7 +265,8 @@ impl Semaphore {
                 &(*node).cancel_next,
             )
         };
-        self.kick();
+        // A cancelled node needs no wake, so it is not passed as `me`.
+        self.kick(core::ptr::null(), false);
     }
 
     /// Adds `n` permits, handing them to queued waiters first (FIFO).
@@ -381,7 +366,7 @@ impl Semaphore {
     pub fn close(&self) {
         let s = self.state.fetch_or(CLOSED, AcqRel);
         if s & QUEUED != 0 {
-            self.kick();
+            self.kick(core::ptr::null(), false);
         }
     }
 
