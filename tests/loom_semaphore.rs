@@ -96,6 +96,24 @@ fn concurrent_releases() {
     });
 }
 
+/// A release races `add_permits`, whose pass serves the only waiter and clears `QUEUED`: whether
+/// the release lands as a deposit before that pass exits or as a free permit after it, its permit
+/// must come back free, not strand as a deposit nobody collects or start a second holder.
+#[test]
+fn queued_release_vs_emptying_pass() {
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let held = sem.clone().try_acquire_owned().unwrap();
+        let waiter = queued(&sem, 1);
+        let t = thread::spawn(move || drop(held));
+        sem.add_permits(1);
+        let p = block_on(waiter).unwrap();
+        t.join().unwrap();
+        drop(p);
+        assert_all_back(&sem, 2);
+    });
+}
+
 #[test]
 fn handoff_vs_cancel_head() {
     model(|| {
