@@ -60,6 +60,35 @@ def load(path):
     return med
 
 
+def load_paired(path):
+    """Per (T, P): fairgate's ratio to the best fair peer and to tokio *within* each repetition.
+    The implementations of one repetition run back to back, so these ratios survive a change in
+    the machine's speed between repetitions, which a ratio of medians does not."""
+    per_rep = defaultdict(dict)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            per_rep[(int(r["tasks"]), int(r["permits"]), int(r["rep"]))][r["impl"]] = float(r["ns_per_op"])
+    paired = defaultdict(lambda: {"best": [], "tokio": []})
+    for (t, p, rep), ns in sorted(per_rep.items()):
+        if "fairgate" not in ns or any(n not in ns for n in FAIR_PEERS):
+            continue
+        paired[(t, p)]["best"].append(ns["fairgate"] / min(ns[n] for n in FAIR_PEERS))
+        paired[(t, p)]["tokio"].append(ns["fairgate"] / ns["tokio"])
+    return paired
+
+
+def paired_table(paired):
+    out = ["\n### Paired ratios: fairgate / best fair peer within each repetition\n"]
+    out.append("| T | P | per repetition | median | fairgate / tokio, median |")
+    out.append("|---:|---:|---|---:|---:|")
+    for (t, p), v in sorted(paired.items()):
+        reps = " ".join(f"{x:.2f}" for x in v["best"])
+        out.append(
+            f"| {t} | {p} | {reps} | {statistics.median(v['best']):.2f} | {statistics.median(v['tokio']):.2f} |"
+        )
+    return "\n".join(out)
+
+
 def fmt_ns(ns):
     if ns >= 1e6:
         return f"{ns / 1e6:.2f} ms"
@@ -248,6 +277,7 @@ def main():
     dst = sys.argv[2] if len(sys.argv) > 2 else "bench-results/contended.svg"
     med = load(src)
     print(tables(med))
+    print(paired_table(load_paired(src)))
     svg(med, dst)
     print(f"\nwrote {dst}", file=sys.stderr)
 
