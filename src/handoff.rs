@@ -11,16 +11,15 @@ use crate::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
 use crate::sync::{AtomicPtr, Ordering::*};
 use crate::waiter::{flags::*, Waiter};
 
-/// Request-stack entries are node pointers tagged in their low two bits.
+/// Request-stack entries are node pointers tagged in their low bit.
 pub(crate) mod tag {
     pub(crate) const ENQUEUE: usize = 0;
     pub(crate) const CANCEL: usize = 1;
-    pub(crate) const ANCHOR: usize = 2;
-    pub(crate) const MASK: usize = 0b11;
+    pub(crate) const MASK: usize = 0b1;
 }
 
-// Two tag bits need nodes aligned to at least 4 bytes.
-const _: () = assert!(core::mem::align_of::<Waiter>() >= 4);
+// The tag bit needs nodes aligned to at least 2 bytes.
+const _: () = assert!(core::mem::align_of::<Waiter>() >= 2);
 
 #[inline]
 pub(crate) fn tagged(node: *mut Waiter, t: usize) -> *mut Waiter {
@@ -203,7 +202,8 @@ impl Semaphore {
     /// The caller holds HANDOFF.
     unsafe fn hold(&self, me: *const Waiter, pool: usize, batch: &mut WakeBatch) -> bool {
         let mut h = Holder {
-            head: ptr::null_mut(),
+            // SAFETY: the caller holds HANDOFF, the only licence to touch `list` (I2).
+            head: self.list.with(|p| unsafe { *p }),
             pool,
             removed: 0,
             me,
@@ -228,21 +228,10 @@ impl Semaphore {
             // 3. Hand permits to the head, or close everyone out.
             // SAFETY: we hold HANDOFF.
             let full = unsafe { self.hand_out(&mut h, closed, batch) };
-            // 4. Exit, unless new work arrived.
-            if !h.head.is_null()
-                && self
-                    .requests
-                    .compare_exchange(
-                        ptr::null_mut(),
-                        tagged(h.head, tag::ANCHOR),
-                        Release,
-                        Relaxed,
-                    )
-                    .is_err()
-            {
-                // New requests: apply them first (the anchor must be at the bottom).
-                continue;
-            }
+            // 4. Exit, unless new work arrived. Requests pushed since the drain need no check
+            // here: every push is followed by its pusher's CAS on `state`, which either sets
+            // DIRTY before our exit CAS (so it fails) or comes after it (and takes the role or
+            // leaves the request for the next holder, whose role-taking CAS follows it).
             let s = self.state.load(Acquire);
             if s & DIRTY != 0 {
                 continue;
@@ -263,6 +252,9 @@ impl Semaphore {
                 self.waiters
                     .fetch_sub(core::mem::take(&mut h.removed), Relaxed);
             }
+            // Park the list for the next holder. SAFETY: we hold HANDOFF (I2); the next holder
+            // reads `list` only after its role-taking CAS, which follows our exit CAS.
+            self.list.with_mut(|p| unsafe { *p = h.head });
             if self
                 .state
                 .compare_exchange(s, exit, AcqRel, Relaxed)
@@ -279,15 +271,16 @@ impl Semaphore {
     /// # Safety
     /// The caller holds HANDOFF.
     unsafe fn drain(&self, h: &mut Holder) {
+        // A load first: the swap is an RMW on a line that pushers contend for. A push this load
+        // misses is not lost: its pusher's CAS on `state` follows it (see the exit in `hold`).
+        if self.requests.load(Relaxed).is_null() {
+            return;
+        }
         let mut top = self.requests.swap(ptr::null_mut(), Acquire);
-        // Reverse into FIFO order, stopping at the anchor (always the bottom entry).
+        // Reverse into FIFO order.
         let mut fifo: *mut Waiter = ptr::null_mut();
         while !top.is_null() {
             let (node, t) = untag(top);
-            if t == tag::ANCHOR {
-                h.head = node;
-                break;
-            }
             // SAFETY: a pushed request's node is alive until the holder sets DONE on it (I6),
             // and its link field is holder-owned once drained (the pusher wrote it before the
             // Release push we synchronised with).

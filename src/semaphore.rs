@@ -6,7 +6,7 @@ use crate::error::{AddPermitsError, TryAcquireError};
 use crate::handoff::{push_request, tag, tagged};
 use crate::permit::Permit;
 use crate::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
-use crate::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*};
+use crate::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 use crate::waiter::Waiter;
 use crate::{Acquire, MAX_PERMITS};
 
@@ -45,11 +45,22 @@ pub struct Semaphore {
     pub(crate) state: AtomicUsize,
     /// Permits in existence; bounds every count by `MAX_PERMITS` (invariant I4).
     total: AtomicUsize,
-    /// Tagged Treiber stack of enqueue/cancel requests with the list anchor at the bottom.
+    /// Tagged Treiber stack of enqueue and cancel requests.
     pub(crate) requests: AtomicPtr<Waiter>,
     /// Waiters enqueued and not yet unlinked by a handoff pass (a statistic).
     pub(crate) waiters: AtomicUsize,
+    /// Head (oldest node) of the waiter list between passes; null when the list is empty.
+    /// Read and written only by the thread holding `HANDOFF` (DESIGN.md §3.3).
+    pub(crate) list: UnsafeCell<*mut Waiter>,
 }
+
+// SAFETY: `list` is the only field that is not an atomic. Only the thread holding `HANDOFF`
+// touches it, and `HANDOFF` passes between threads through AcqRel RMWs on `state`, so every
+// access happens-after the previous holder's last one (invariant I2). The pointers it holds
+// are links into pinned waiter nodes, not ownership.
+unsafe impl Sync for Semaphore {}
+// SAFETY: as above; moving the semaphore moves no thread-bound data.
+unsafe impl Send for Semaphore {}
 
 impl Semaphore {
     /// The largest number of permits a semaphore can hold: `usize::MAX >> 7`
@@ -75,6 +86,7 @@ impl Semaphore {
                 total: AtomicUsize::new(permits),
                 requests: AtomicPtr::new(core::ptr::null_mut()),
                 waiters: AtomicUsize::new(0),
+                list: UnsafeCell::new(core::ptr::null_mut()),
             }
         }
     }
