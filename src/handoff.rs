@@ -228,10 +228,11 @@ impl Semaphore {
             // 3. Hand permits to the head, or close everyone out.
             // SAFETY: we hold HANDOFF.
             let full = unsafe { self.hand_out(&mut h, closed, batch) };
-            // 4. Exit, unless new work arrived. Requests pushed since the drain need no check
-            // here: every push is followed by its pusher's CAS on `state`, which either sets
-            // DIRTY before our exit CAS (so it fails) or comes after it (and takes the role or
-            // leaves the request for the next holder, whose role-taking CAS follows it).
+            // 4. Exit, unless new work arrived. `requests` needs no check here: every push is
+            // followed by its pusher's AcqRel CAS on `state`. Before our exit CAS it set DIRTY,
+            // which step 1 must clear (Acquire) before an exit can succeed, so a drain after
+            // that sees the push; after our exit CAS the pusher takes the role or leaves the
+            // request for the next holder, whose role-taking CAS follows it (DESIGN §4.3).
             let s = self.state.load(Acquire);
             if s & DIRTY != 0 {
                 continue;

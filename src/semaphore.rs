@@ -242,7 +242,9 @@ impl Semaphore {
             };
             // Always an RMW, even when `new == s`: the decision must be made on the latest
             // word (the load above may be stale), and the next holder's role-taking CAS must
-            // follow this one in the word's order so that it sees our push (DESIGN §4.2).
+            // follow this one in the word's order so that it sees our push (DESIGN §4.2). The
+            // Release half is what lets a holder's Relaxed pre-load in `drain` see the push
+            // (DESIGN §8).
             match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
                 Ok(_) if take_role => return self.run_handoff(me, 0),
                 Ok(_) => return,
