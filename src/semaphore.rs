@@ -54,10 +54,10 @@ pub struct Semaphore {
     pub(crate) list: UnsafeCell<*mut Waiter>,
 }
 
-// SAFETY: `list` is the only field that is not an atomic. Only the thread holding `HANDOFF`
-// touches it, and `HANDOFF` passes between threads through AcqRel RMWs on `state`, so every
-// access happens-after the previous holder's last one (invariant I2). The pointers it holds
-// are links into pinned waiter nodes, not ownership.
+// `list` is the only field that is not an atomic; the pointers it holds are links into pinned
+// waiter nodes, not ownership.
+// SAFETY: only the thread holding `HANDOFF` touches `list`, and `HANDOFF` passes between threads
+// through AcqRel RMWs on `state`, so every access happens-after the previous holder's last one (I2).
 unsafe impl Sync for Semaphore {}
 // SAFETY: as above; moving the semaphore moves no thread-bound data.
 unsafe impl Send for Semaphore {}
