@@ -52,19 +52,8 @@ extern crate alloc;
 #[cfg(any(feature = "std", test, loom))]
 extern crate std;
 
-mod acquire;
-mod error;
-mod handoff;
-mod permit;
+// The primitive: no_std, no alloc in its core. Everything else builds on its public API.
 mod semaphore;
-mod state;
-mod sync;
-mod waiter;
-
-#[cfg(feature = "std")]
-mod blocking;
-#[cfg(feature = "alloc")]
-mod poll;
 
 #[cfg(feature = "singleflight")]
 pub mod singleflight;
@@ -74,14 +63,14 @@ pub mod singleflight;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-pub use acquire::Acquire;
+pub use semaphore::acquire::Acquire;
 #[cfg(feature = "alloc")]
-pub use acquire::AcquireOwned;
-pub use error::{AcquireError, AddPermitsError, TryAcquireError};
+pub use semaphore::acquire::AcquireOwned;
+pub use semaphore::error::{AcquireError, AddPermitsError, TryAcquireError};
 #[cfg(feature = "alloc")]
-pub use permit::OwnedPermit;
-pub use permit::Permit;
+pub use semaphore::permit::OwnedPermit;
+pub use semaphore::permit::Permit;
 #[cfg(feature = "alloc")]
-pub use poll::PollSemaphore;
+pub use semaphore::poll::PollSemaphore;
+pub use semaphore::state::MAX_PERMITS;
 pub use semaphore::Semaphore;
-pub use state::MAX_PERMITS;

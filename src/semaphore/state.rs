@@ -19,7 +19,7 @@ pub(crate) const FLAG_MASK: usize = (1 << PERMIT_SHIFT) - 1;
 ///
 /// Bounded by the waiter node's `assigned` field (7 flag bits below it), which must hold any
 /// partial assignment of a request; the state word (4 flag bits) has room to spare.
-pub const MAX_PERMITS: usize = usize::MAX >> crate::waiter::flags::ASSIGNED_SHIFT;
+pub const MAX_PERMITS: usize = usize::MAX >> super::waiter::flags::ASSIGNED_SHIFT;
 
 const _: () = assert!(MAX_PERMITS <= usize::MAX >> PERMIT_SHIFT);
 

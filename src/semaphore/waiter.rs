@@ -6,9 +6,9 @@ use core::marker::PhantomPinned;
 use core::ptr;
 use core::task::{Context, Poll, Waker};
 
-use crate::error::AcquireError;
-use crate::semaphore::Semaphore;
-use crate::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
+use super::error::AcquireError;
+use super::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
+use super::Semaphore;
 use crate::MAX_PERMITS;
 
 /// Node state flags (DESIGN.md §3.2). The upper bits hold the permits partially assigned to

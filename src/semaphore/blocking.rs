@@ -1,8 +1,8 @@
 //! Blocking acquire for plain threads (feature `std`).
 
-use crate::error::AcquireError;
-use crate::permit::Permit;
-use crate::semaphore::Semaphore;
+use super::error::AcquireError;
+use super::permit::Permit;
+use super::Semaphore;
 
 impl Semaphore {
     /// Blocks the current thread until one permit is granted. Same FIFO queue as the async

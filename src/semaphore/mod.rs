@@ -2,12 +2,25 @@
 
 use core::fmt;
 
-use crate::error::{AddPermitsError, TryAcquireError};
-use crate::handoff::{push_request, tag, tagged};
-use crate::permit::Permit;
-use crate::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
-use crate::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
-use crate::waiter::Waiter;
+pub(crate) mod acquire;
+pub(crate) mod error;
+pub(crate) mod handoff;
+pub(crate) mod permit;
+pub(crate) mod state;
+pub(crate) mod sync;
+pub(crate) mod waiter;
+
+#[cfg(feature = "std")]
+pub(crate) mod blocking;
+#[cfg(feature = "alloc")]
+pub(crate) mod poll;
+
+use self::error::{AddPermitsError, TryAcquireError};
+use self::handoff::{push_request, tag, tagged};
+use self::permit::Permit;
+use self::state::{CLOSED, DIRTY, HANDOFF, QUEUED};
+use self::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
+use self::waiter::Waiter;
 use crate::{Acquire, MAX_PERMITS};
 
 /// A strictly fair (FIFO) async semaphore with direct permit handoff.

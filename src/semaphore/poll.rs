@@ -7,10 +7,10 @@ use alloc::sync::Arc;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use crate::acquire::AcquireOwned;
-use crate::error::AcquireError;
-use crate::permit::OwnedPermit;
-use crate::semaphore::Semaphore;
+use super::acquire::AcquireOwned;
+use super::error::AcquireError;
+use super::permit::OwnedPermit;
+use super::Semaphore;
 
 /// Drives acquires from `poll` methods with a reusable, pinned acquire slot.
 ///

@@ -5,10 +5,10 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
-use crate::error::AcquireError;
-use crate::permit::Permit;
-use crate::semaphore::Semaphore;
-use crate::waiter::Waiter;
+use super::error::AcquireError;
+use super::permit::Permit;
+use super::waiter::Waiter;
+use super::Semaphore;
 
 /// Future returned by [`Semaphore::acquire`] and [`Semaphore::acquire_many`].
 ///
@@ -82,10 +82,10 @@ mod owned {
     use core::pin::Pin;
     use core::task::{Context, Poll};
 
-    use crate::error::{AcquireError, TryAcquireError};
-    use crate::permit::OwnedPermit;
-    use crate::semaphore::Semaphore;
-    use crate::waiter::Waiter;
+    use super::Semaphore;
+    use crate::semaphore::error::{AcquireError, TryAcquireError};
+    use crate::semaphore::permit::OwnedPermit;
+    use crate::semaphore::waiter::Waiter;
 
     /// Future returned by [`Semaphore::acquire_owned`]: like [`Acquire`](crate::Acquire) but
     /// holds an `Arc` of the semaphore, so it and its permit are `'static`.

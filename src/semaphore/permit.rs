@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::semaphore::Semaphore;
+use super::Semaphore;
 
 /// Permits borrowed from a [`Semaphore`]; released when dropped.
 ///
@@ -98,7 +98,7 @@ mod owned {
     use alloc::sync::Arc;
     use core::fmt;
 
-    use crate::semaphore::Semaphore;
+    use super::Semaphore;
 
     /// Permits owned together with an `Arc` of their [`Semaphore`]: `'static`, so they can
     /// move into spawned tasks. Released when dropped.
