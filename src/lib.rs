@@ -54,6 +54,8 @@ extern crate std;
 
 // The primitive: no_std, no alloc in its core. Everything else builds on its public API.
 mod semaphore;
+// Atomics and cells: core's, loom's or shuttle's, for every module of the crate.
+mod sync;
 
 #[cfg(feature = "singleflight")]
 pub mod singleflight;

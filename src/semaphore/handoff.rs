@@ -7,9 +7,9 @@ use core::ptr;
 use core::task::Waker;
 
 use super::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
-use super::sync::{AtomicPtr, Ordering::*};
 use super::waiter::{flags::*, Waiter};
 use super::Semaphore;
+use crate::sync::{AtomicPtr, Ordering::*};
 
 /// Request-stack entries are node pointers tagged in their low bit.
 pub(crate) mod tag {
@@ -428,7 +428,7 @@ impl Semaphore {
 pub(crate) unsafe fn push_request(
     requests: &AtomicPtr<Waiter>,
     entry: *mut Waiter,
-    link: &super::sync::UnsafeCell<*mut Waiter>,
+    link: &crate::sync::UnsafeCell<*mut Waiter>,
 ) {
     let mut top = requests.load(Relaxed);
     loop {

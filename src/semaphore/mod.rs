@@ -7,7 +7,6 @@ pub(crate) mod error;
 pub(crate) mod handoff;
 pub(crate) mod permit;
 pub(crate) mod state;
-pub(crate) mod sync;
 pub(crate) mod waiter;
 
 #[cfg(feature = "std")]
@@ -19,8 +18,8 @@ use self::error::{AddPermitsError, TryAcquireError};
 use self::handoff::{push_request, tag, tagged};
 use self::permit::Permit;
 use self::state::{CLOSED, DIRTY, HANDOFF, QUEUED};
-use self::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 use self::waiter::Waiter;
+use crate::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 use crate::{Acquire, MAX_PERMITS};
 
 /// A strictly fair (FIFO) async semaphore with direct permit handoff.

@@ -7,8 +7,8 @@ use core::ptr;
 use core::task::{Context, Poll, Waker};
 
 use super::error::AcquireError;
-use super::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
 use super::Semaphore;
+use crate::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
 use crate::MAX_PERMITS;
 
 /// Node state flags (DESIGN.md §3.2). The upper bits hold the permits partially assigned to
