@@ -60,6 +60,13 @@ mod sync;
 #[cfg(feature = "singleflight")]
 pub mod singleflight;
 
+// Admission control, built only on the semaphore's public API.
+#[cfg(feature = "limit")]
+pub mod limit;
+// Adapters, built only on `limit`.
+#[cfg(feature = "tower")]
+pub mod tower;
+
 /// The README's examples run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,1 @@
+//! tower middleware built on `fairgate::limit` (work in progress on a branch).
