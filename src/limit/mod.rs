@@ -1,1 +1,127 @@
-//! Admission control built on the semaphore's public API (work in progress on a branch).
+//! Admission control: a [`Limiter`] with a capacity, a bounded FIFO queue, a queue timeout
+//! and hard or soft mode, built only on the public API of fairgate's [`Semaphore`].
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use fairgate::limit::{Limiter, RejectReason};
+//!
+//! // At most 2 requests at once, at most 1 waiting, for at most 50 ms.
+//! let limiter = Limiter::builder("upstream-a")
+//!     .capacity(2)
+//!     .max_queue(Some(1))
+//!     .queue_timeout(Duration::from_millis(50))
+//!     .build()?;
+//!
+//! let (a, b) = (limiter.acquire().await?, limiter.acquire().await?);
+//! assert_eq!(limiter.in_flight(), 2);
+//!
+//! let queued = tokio::spawn({
+//!     let limiter = limiter.clone();
+//!     async move { limiter.acquire().await }
+//! });
+//! while limiter.waiting() == 0 {
+//!     tokio::task::yield_now().await;
+//! }
+//! // The queue is full: refused at once.
+//! assert_eq!(limiter.try_acquire().unwrap_err().reason(), RejectReason::QueueFull);
+//! // Nobody releases within 50 ms: the queued request times out and leaves the queue.
+//! assert_eq!(queued.await?.unwrap_err().reason(), RejectReason::QueueTimeout);
+//! assert_eq!(limiter.waiting(), 0);
+//!
+//! drop(a); // a released slot goes to the oldest waiter, or is free again
+//! let c = limiter.acquire().await?;
+//! # drop((b, c));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The model
+//! * **Hard mode** enforces the capacity with a [`Semaphore`]: at most `capacity` permits
+//!   are out. An acquisition that finds no free permit waits in FIFO order; a released
+//!   permit goes straight to the oldest waiter, and nobody barges past the queue (not even
+//!   [`Limiter::try_acquire`]).
+//! * **Soft mode** admits everything at once and only counts in-flight work (for
+//!   load-balancer scoring and gauges). It never waits and never rejects, unless closed.
+//! * **Capacity 0 is a passthrough**: everything is admitted at once and counted. (Unlike
+//!   `tower::limit::ConcurrencyLimit`, where 0 blocks forever.) Internally it is a virtual
+//!   capacity no workload reaches, so the admission path is the same as in hard mode.
+//! * **The queue bound** (`max_queue`): `None` unbounded, `Some(0)` refuse at once with
+//!   [`QueueFull`](RejectReason::QueueFull) when no permit is free, `Some(k)` at most `k`
+//!   waiters. The bound is exact: a waiter first reserves a queue slot by CAS on the waiting
+//!   count and never exceeds the bound, also when many acquirers race at `k - 1`; a refused
+//!   acquirer changes nothing.
+//! * **Queue timeout** (feature `timeout`): an acquisition that waits longer than
+//!   `queue_timeout` is refused with [`QueueTimeout`](RejectReason::QueueTimeout);
+//!   [`Limiter::acquire_until`] adds the caller's own deadline
+//!   ([`DeadlineExceeded`](RejectReason::DeadlineExceeded)).
+//! * **Permits are values.** Every acquisition yields a fresh [`LimitPermit`], released
+//!   exactly once when dropped. There is no shared "released" flag, so retries through the
+//!   same code path can neither leak nor double-release.
+//!
+//! # Counts: which are exact
+//! * [`Limiter::capacity`] is exact: the value last installed.
+//! * [`Limiter::in_flight`] counts live permits exactly; it is decremented just before a
+//!   permit is handed on and incremented just after a grant, so a concurrent reader may see
+//!   it one step behind, never above the permits actually out. After a shrink it may exceed
+//!   the capacity until the excess work finishes.
+//! * [`Limiter::waiting`] counts reserved queue slots. It never exceeds `max_queue` at any
+//!   instant. A waiter whose permit was just granted stays counted until its future is
+//!   polled, so under contention it can over-report briefly.
+//! * [`Limiter::snapshot`] reads each count separately: a consistent picture only when
+//!   nothing is in flight, an approximation otherwise. Observer gauges read the same way.
+//!
+//! # Resizing: [`Limiter::set_capacity`]
+//! Lock-free; the capacity reported changes at once. Growing pays down any debt left by an
+//! earlier shrink and adds the rest as permits, which the semaphore hands to queued waiters
+//! first. Shrinking records the decrease as a debt first and then removes free permits; a
+//! permit returning while debt remains is absorbed instead of released. So after a shrink
+//! below the in-flight count, nobody new is admitted until in-flight work falls under the
+//! new capacity, and no permit is ever lost or invented (loom-modelled). `set_capacity(0)`
+//! turns a hard limiter into a passthrough: every queued waiter is admitted at once and
+//! newcomers never wait (queue settings lie dormant); a later `set_capacity(n)` limits
+//! again, counting the work admitted meanwhile against `n`. Concurrent calls commute.
+//!
+//! # Cancel safety
+//! Dropping an [`Acquire`] future at any point is safe: a queued acquisition leaves the
+//! queue, returns its queue slot and passes on any permit granted to it in the meantime.
+//! Observers see it as `canceled`.
+//!
+//! # Runtime
+//! A [`Limiter`] needs no runtime: its futures run on any executor, and without the
+//! `timeout` feature it pulls in no dependency. Queue timeouts and `acquire_until` use
+//! tokio's timer (feature `timeout`): an acquisition that has to wait with a timeout must
+//! be polled inside a tokio runtime with time enabled. The uncontended path reads no clock
+//! and allocates nothing.
+//!
+//! # Observability
+//! [`Limiter::in_flight`], [`Limiter::waiting`], [`Limiter::capacity`] and
+//! [`Limiter::snapshot`] are pull-style. The dependency-free [`Observer`] trait receives
+//! every event (acquired, rejected, canceled, released, counts). Feature `metrics` adds
+//! `MetricsObserver` (the `metrics` facade: gauges, a requests counter by result and a
+//! queue-wait histogram); feature `tracing` emits a `debug` event for every rejection.
+//!
+//! [`Semaphore`]: crate::Semaphore
+
+mod acquire;
+mod capacity;
+mod config;
+mod limiter;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod observer;
+mod permit;
+mod rejected;
+
+pub use acquire::Acquire;
+#[cfg(feature = "timeout")]
+pub use config::MAX_QUEUE_TIMEOUT;
+pub use config::{ConfigError, LimiterBuilder, LimiterConfig, Mode, MAX_CAPACITY, MAX_QUEUE};
+pub use limiter::{Limiter, Snapshot};
+#[cfg(feature = "metrics")]
+pub use metrics::MetricsObserver;
+pub use observer::Observer;
+pub use permit::LimitPermit;
+pub use rejected::{RejectReason, Rejected};
