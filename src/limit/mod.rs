@@ -109,6 +109,8 @@ mod acquire;
 mod capacity;
 mod config;
 mod limiter;
+// The keyed manager (tower helper's files): `pub(crate)` for the keyed layer's lease.
+pub(crate) mod manager;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod observer;
@@ -120,6 +122,9 @@ pub use acquire::Acquire;
 pub use config::MAX_QUEUE_TIMEOUT;
 pub use config::{ConfigError, LimiterBuilder, LimiterConfig, Mode, MAX_CAPACITY, MAX_QUEUE};
 pub use limiter::{Limiter, Snapshot};
+pub use manager::{
+    KeySnapshot, KeyState, LimiterManager, LimiterManagerBuilder, ManagerError, Update,
+};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsObserver;
 pub use observer::Observer;

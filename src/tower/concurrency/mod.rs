@@ -1,0 +1,10 @@
+//! One limiter for every request: [`ConcurrencyLimitLayer`] → [`ConcurrencyLimit`] →
+//! [`ResponseFuture`].
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::ConcurrencyLimitLayer;
+pub use service::ConcurrencyLimit;
