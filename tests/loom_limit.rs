@@ -52,7 +52,7 @@ fn assert_at_rest(limiter: &Limiter, n: usize) {
 /// exactly one queues, the other is refused with `QueueFull` and leaves no trace.
 #[test]
 fn queue_bound_is_exact_when_acquirers_race_at_k_minus_1() {
-    model(3, || {
+    model(4, || {
         let limiter = Limiter::builder("q")
             .capacity(1)
             .max_queue(Some(2))
@@ -106,7 +106,7 @@ fn queue_bound_is_exact_when_acquirers_race_at_k_minus_1() {
 /// never exceed the old capacity, and once the work drains exactly 1 permit is left.
 #[test]
 fn shrink_races_releases_and_acquires() {
-    model(2, || {
+    model(4, || {
         let limiter = Limiter::builder("s").capacity(3).build().unwrap();
         let p1 = limiter.try_acquire().unwrap();
         let p2 = limiter.try_acquire().unwrap();
@@ -136,7 +136,7 @@ fn shrink_races_releases_and_acquires() {
 /// capacity, and the totals end exact.
 #[test]
 fn shrink_with_a_waiter_races_a_release() {
-    model(2, || {
+    model(4, || {
         let limiter = Limiter::builder("w").capacity(2).build().unwrap();
         let p1 = limiter.try_acquire().unwrap();
         let p2 = limiter.try_acquire().unwrap();
@@ -165,7 +165,7 @@ fn shrink_with_a_waiter_races_a_release() {
 /// capacity is exact.
 #[test]
 fn grow_races_a_debt_paying_release_with_a_waiter() {
-    model(3, || {
+    model(4, || {
         let limiter = Limiter::builder("g").capacity(2).build().unwrap();
         let p1 = limiter.try_acquire().unwrap();
         let p2 = limiter.try_acquire().unwrap();
@@ -194,7 +194,7 @@ fn grow_races_a_debt_paying_release_with_a_waiter() {
 /// waiter or stay free; none is lost with the dropped one.
 #[test]
 fn grow_races_a_cancelled_waiter() {
-    model(2, || {
+    model(4, || {
         let limiter = Limiter::builder("c").capacity(1).build().unwrap();
         let held = limiter.try_acquire().unwrap();
         let first = queued(&limiter);
@@ -221,7 +221,7 @@ fn grow_races_a_cancelled_waiter() {
 /// the semaphore ends with exactly that many permits.
 #[test]
 fn concurrent_resizes_commute() {
-    model(2, || {
+    model(4, || {
         let limiter = Limiter::builder("r").capacity(2).build().unwrap();
         let p1 = limiter.try_acquire().unwrap();
         let p2 = limiter.try_acquire().unwrap();
@@ -240,5 +240,72 @@ fn concurrent_resizes_commute() {
         assert!(n == 1 || n == 3);
         drop(p2);
         assert_at_rest(&limiter, n);
+    });
+}
+
+/// A switch to passthrough (capacity 0) races a release with a waiter queued: the waiter is
+/// admitted either way; switching back to 1 counts the work in flight, and the totals end
+/// exact.
+#[test]
+fn passthrough_switch_races_a_release_and_a_waiter() {
+    model(4, || {
+        let limiter = Limiter::builder("p").capacity(1).build().unwrap();
+        let held = limiter.try_acquire().unwrap();
+        let mut waiter = queued(&limiter);
+        let open = thread::spawn({
+            let l = limiter.clone();
+            move || l.set_capacity(0).unwrap()
+        });
+        let release = thread::spawn(move || drop(held));
+        open.join().unwrap();
+        release.join().unwrap();
+        let p = match poll_once(&mut waiter) {
+            Poll::Ready(Ok(p)) => p,
+            _ => panic!("passthrough did not admit the waiter"),
+        };
+        let extra = limiter.try_acquire().expect("passthrough refused");
+        limiter.set_capacity(1).unwrap();
+        assert!(
+            limiter.try_acquire().is_err(),
+            "admitted above capacity 1 with 2 out"
+        );
+        drop((p, extra, waiter));
+        assert_at_rest(&limiter, 1);
+    });
+}
+
+/// A shrink races a release while a third acquirer may queue: the acquirer is admitted
+/// once the rest of the work has drained, and never alongside it above the new capacity.
+#[test]
+fn shrink_races_a_release_and_a_queueing_acquire() {
+    model(4, || {
+        let limiter = Limiter::builder("sq").capacity(2).build().unwrap();
+        let p1 = limiter.try_acquire().unwrap();
+        let p2 = limiter.try_acquire().unwrap();
+        let shrink = thread::spawn({
+            let l = limiter.clone();
+            move || l.set_capacity(1).unwrap()
+        });
+        let release = thread::spawn(move || drop(p1));
+        let mut acquire = Box::pin(limiter.acquire());
+        let admitted = match poll_once(&mut acquire) {
+            Poll::Ready(Ok(p)) => Some(p),
+            Poll::Ready(Err(r)) => panic!("refused: {r}"),
+            Poll::Pending => None,
+        };
+        shrink.join().unwrap();
+        release.join().unwrap();
+        drop(p2);
+        let p = match admitted {
+            Some(p) => p,
+            None => match poll_once(&mut acquire) {
+                Poll::Ready(Ok(p)) => p,
+                _ => panic!("queued acquirer not admitted after all work drained"),
+            },
+        };
+        assert_eq!(limiter.in_flight(), 1);
+        assert!(limiter.try_acquire().is_err());
+        drop((p, acquire));
+        assert_at_rest(&limiter, 1);
     });
 }

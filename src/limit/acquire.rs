@@ -28,8 +28,8 @@ enum Stage {
     Done,
 }
 
-/// The future of [`Limiter::acquire`](super::Limiter::acquire) and
-/// [`Limiter::acquire_until`](super::Limiter::acquire_until): resolves to a
+/// The future of [`Limiter::acquire`](super::Limiter::acquire) and (feature `timeout`)
+/// `Limiter::acquire_until`: resolves to a
 /// [`LimitPermit`] or a [`Rejected`].
 ///
 /// `Send + 'static`. Does nothing until polled. Cancel-safe: dropping it while queued
