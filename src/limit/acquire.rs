@@ -35,6 +35,11 @@ enum Stage {
 /// `Send + 'static`. Does nothing until polled. Cancel-safe: dropping it while queued
 /// leaves the queue at once (the queue slot is returned, a permit granted meanwhile goes to
 /// the next waiter) and reports a cancellation to the observer.
+///
+/// # Panics
+/// When polled again after it resolved. Waiting with a timeout (`queue_timeout` or
+/// `acquire_until`, feature `timeout`) panics outside a tokio runtime with its timer enabled,
+/// as tokio's timers do; an acquisition that needs no wait never touches the timer.
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire {
     shared: Arc<Shared>,

@@ -78,6 +78,14 @@
 //! newcomers never wait (queue settings lie dormant); a later `set_capacity(n)` limits
 //! again, counting the work admitted meanwhile against `n`. Concurrent calls commute.
 //!
+//! One race is inherent in building on the semaphore (whose release cannot also check a
+//! debt atomically): a release already under way when a shrink starts may still hand its
+//! permit to a waiter or a newcomer once. The shrink's debt then absorbs a later return
+//! instead, so permits out can exceed the new capacity by at most the number of releases
+//! that overlapped the shrink, and only until that many permits have come back. A release
+//! re-checks the debt after handing its permit to the semaphore and takes back a permit
+//! left free, so the debt can never be stranded with permits free above the capacity.
+//!
 //! # Cancel safety
 //! Dropping an [`Acquire`] future at any point is safe: a queued acquisition leaves the
 //! queue, returns its queue slot and passes on any permit granted to it in the meantime.
