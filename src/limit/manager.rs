@@ -30,7 +30,8 @@
 //!
 //! # Bounded keys
 //! With [`max_keys`](LimiterManagerBuilder::max_keys), a new key beyond the bound evicts the
-//! least recently used **idle** key: no permits out, no waiters, and no request of the keyed
+//! least recently used **idle** key (recency is counted in key creations: keys last used
+//! between the same two creations tie): no permits out, no waiters, and no request of the keyed
 //! tower layer between its lookup and its acquisition (the layer holds a lease on the key's
 //! entry for each request). A key that is busy is never evicted; if every key is busy, the new
 //! key gets [`ManagerError::TooManyKeys`] (the keyed layer answers with a
@@ -409,6 +410,7 @@ where
     }
 
     /// The manager's name as a shared string (for rejections).
+    #[cfg(feature = "tower")]
     pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.shared.name
     }
