@@ -199,6 +199,29 @@ async fn requests_complete_in_fifo_order() {
 }
 
 #[tokio::test]
+async fn requests_are_admitted_in_call_order_not_in_poll_order() {
+    let probe = Probe::default();
+    let limiter = limiter(1, None);
+    let mut svc = ConcurrencyLimit::new(probe.service(None), limiter.clone());
+    let held = limiter.try_acquire().unwrap();
+    let mut futures = Vec::new();
+    for id in 1..=8 {
+        bounded(svc.ready()).await.unwrap();
+        futures.push(svc.call(job(id)));
+    }
+    // Called in order 1..=8, and queued in that order by `call` itself ...
+    assert_eq!(limiter.waiting(), 8);
+    // ... so it does not matter that the futures are first polled in reverse.
+    let tasks: Vec<_> = futures.into_iter().rev().map(tokio::spawn).collect();
+    tokio::task::yield_now().await;
+    drop(held);
+    for t in tasks {
+        bounded(t).await.unwrap().unwrap();
+    }
+    assert_eq!(*probe.started.lock().unwrap(), (1..=8).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn queue_full_is_refused_at_once() {
     let probe = Probe::default();
     let limiter = limiter(1, Some(2));
