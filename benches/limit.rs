@@ -16,7 +16,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Future, Ready};
+use std::future::{ready, Ready};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -103,11 +103,9 @@ fn primitives(c: &mut Criterion) {
 }
 
 /// A request that holds its permit across one scheduling point.
-fn work(x: u64) -> impl Future<Output = Result<u64, Infallible>> + Send {
-    async move {
-        tokio::task::yield_now().await;
-        Ok(x.wrapping_add(1))
-    }
+async fn work(x: u64) -> Result<u64, Infallible> {
+    tokio::task::yield_now().await;
+    Ok(x.wrapping_add(1))
 }
 
 /// `iters` requests spread over 64 tasks, each with its own clone of `svc`; returns the
