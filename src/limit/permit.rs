@@ -1,0 +1,97 @@
+//! [`LimitPermit`]: one admission, released exactly once by `Drop`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::limiter::Shared;
+use crate::sync::Ordering::Release;
+use crate::OwnedPermit;
+
+/// One admitted unit of work. Released exactly once, when dropped: the slot goes straight to
+/// the oldest waiter (or is absorbed by a pending shrink). Each acquisition yields a fresh
+/// permit; there is no shared "released" flag anywhere, so retries that re-acquire cannot
+/// double-release or leak.
+///
+/// `Send + Sync + 'static`: it keeps its limiter's state alive, so it can outlive every
+/// [`Limiter`](super::Limiter) handle.
+///
+/// ```
+/// let limiter = fairgate::limit::Limiter::builder("db").capacity(1).build()?;
+/// let permit = limiter.try_acquire().unwrap();
+/// assert_eq!(permit.limiter_name(), "db");
+/// assert!(permit.waited().is_zero());
+/// assert_eq!(limiter.in_flight(), 1);
+/// drop(permit);
+/// assert_eq!(limiter.in_flight(), 0);
+/// # Ok::<(), fairgate::limit::ConfigError>(())
+/// ```
+#[must_use = "dropping a permit releases it at once"]
+#[clippy::has_significant_drop]
+pub struct LimitPermit {
+    shared: Arc<Shared>,
+    /// The semaphore permit (hard mode); `None` for soft limiters, which only count.
+    permit: Option<OwnedPermit>,
+    waited: Duration,
+    /// When the permit was granted; read only if an observer wants the hold time.
+    granted_at: Option<Instant>,
+}
+
+impl LimitPermit {
+    /// Wraps an admission whose `in_flight` increment has already happened.
+    pub(crate) fn new(shared: Arc<Shared>, permit: Option<OwnedPermit>, waited: Duration) -> Self {
+        let granted_at = shared.observer.as_ref().map(|_| Instant::now());
+        LimitPermit {
+            shared,
+            permit,
+            waited,
+            granted_at,
+        }
+    }
+
+    /// How long the acquisition waited in the queue (zero when admitted at once).
+    ///
+    /// ```
+    /// let limiter = fairgate::limit::Limiter::builder("db").capacity(1).build()?;
+    /// assert!(limiter.try_acquire().unwrap().waited().is_zero());
+    /// # Ok::<(), fairgate::limit::ConfigError>(())
+    /// ```
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The name of the limiter this permit belongs to.
+    ///
+    /// ```
+    /// let limiter = fairgate::limit::Limiter::builder("db").build()?;
+    /// assert_eq!(limiter.try_acquire().unwrap().limiter_name(), "db");
+    /// # Ok::<(), fairgate::limit::ConfigError>(())
+    /// ```
+    pub fn limiter_name(&self) -> &str {
+        &self.shared.config.name
+    }
+}
+
+impl Drop for LimitPermit {
+    fn drop(&mut self) {
+        // Uncounted before the slot is handed on, so `in_flight` never over-reports.
+        self.shared.in_flight.fetch_sub(1, Release);
+        if let Some(permit) = self.permit.take() {
+            self.shared.capacity.give_back(permit);
+        }
+        if let Some(observer) = &self.shared.observer {
+            let held = self.granted_at.map(|t| t.elapsed()).unwrap_or_default();
+            observer.on_released(&self.shared.config.name, held);
+            self.shared.report_counts(observer.as_ref());
+        }
+    }
+}
+
+impl fmt::Debug for LimitPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimitPermit")
+            .field("limiter", &self.limiter_name())
+            .field("waited", &self.waited)
+            .finish_non_exhaustive()
+    }
+}
