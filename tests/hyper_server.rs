@@ -41,7 +41,11 @@ async fn streaming_body_holds_the_permit() {
             let mut body = response.into_body();
             let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
             assert_eq!(first, "first ");
-            assert_eq!(limiter.in_flight(), 1, "{proto:?}: the stream holds its permit");
+            assert_eq!(
+                limiter.in_flight(),
+                1,
+                "{proto:?}: the stream holds its permit"
+            );
 
             let second = tokio::spawn({
                 let client = client.clone();
@@ -49,7 +53,10 @@ async fn streaming_body_holds_the_permit() {
             });
             wait_until(|| limiter.waiting() == 1).await;
             assert_eq!(ctl.next_started().await, "/stream");
-            assert!(!second.is_finished(), "{proto:?}: admitted while the stream runs");
+            assert!(
+                !second.is_finished(),
+                "{proto:?}: admitted while the stream runs"
+            );
             assert_eq!(ctl.calls.load(Ordering::SeqCst), 1);
 
             ctl.finish();
@@ -78,12 +85,19 @@ async fn tower_concurrency_limit_releases_at_the_head() {
             let addr = start(svc).await;
             let client = client(proto);
 
-            let mut body = client.request(get(addr, "/stream")).await.unwrap().into_body();
+            let mut body = client
+                .request(get(addr, "/stream"))
+                .await
+                .unwrap()
+                .into_body();
             body.frame().await.unwrap().unwrap();
             // Admitted and answered although the first body is still open.
             let second = client.request(get(addr, "/fast")).await.unwrap();
             assert_eq!(read_all(second.into_body()).await, "ok");
-            assert!(!http_body::Body::is_end_stream(&body), "{proto:?}: the stream is open");
+            assert!(
+                !http_body::Body::is_end_stream(&body),
+                "{proto:?}: the stream is open"
+            );
             ctl.finish();
             assert_eq!(read_all(body).await, "last");
         }
@@ -105,7 +119,11 @@ async fn release_at_response_future_completion() {
             let addr = start(svc).await;
             let client = client(proto);
 
-            let mut body = client.request(get(addr, "/stream")).await.unwrap().into_body();
+            let mut body = client
+                .request(get(addr, "/stream"))
+                .await
+                .unwrap()
+                .into_body();
             body.frame().await.unwrap().unwrap();
             assert_eq!(limiter.in_flight(), 0, "{proto:?}: released at the head");
             let second = client.request(get(addr, "/fast")).await.unwrap();
@@ -178,7 +196,11 @@ async fn dropped_stream_releases() {
                 .service(app);
             let addr = start(svc).await;
             let client = client(proto);
-            let mut body = client.request(get(addr, "/stream")).await.unwrap().into_body();
+            let mut body = client
+                .request(get(addr, "/stream"))
+                .await
+                .unwrap()
+                .into_body();
             body.frame().await.unwrap().unwrap();
             assert_eq!(limiter.in_flight(), 1);
             drop(body);
@@ -210,7 +232,11 @@ async fn rejection_is_a_429_json_response_without_retry_after() {
                 let addr = start(svc).await;
                 let client = client(proto);
 
-                let mut open = client.request(get(addr, "/stream")).await.unwrap().into_body();
+                let mut open = client
+                    .request(get(addr, "/stream"))
+                    .await
+                    .unwrap()
+                    .into_body();
                 open.frame().await.unwrap().unwrap();
 
                 let refused = client.request(get(addr, "/fast")).await.unwrap();
@@ -222,7 +248,11 @@ async fn rejection_is_a_429_json_response_without_retry_after() {
                 let prefix = format!(r#"{{"error":{{"type":"{kind}","message":""#);
                 assert!(json.starts_with(&prefix), "{json}");
                 assert!(json.ends_with(r#""}}"#), "{json}");
-                assert_eq!(ctl.calls.load(Ordering::SeqCst), 1, "the handler was not called");
+                assert_eq!(
+                    ctl.calls.load(Ordering::SeqCst),
+                    1,
+                    "the handler was not called"
+                );
                 assert_eq!(limiter.waiting(), 0);
 
                 ctl.finish();
@@ -324,7 +354,11 @@ async fn keyed_per_channel_limits() {
             let addr = start(svc).await;
             let client = client(proto);
 
-            let mut a = client.request(get(addr, "/a/stream")).await.unwrap().into_body();
+            let mut a = client
+                .request(get(addr, "/a/stream"))
+                .await
+                .unwrap()
+                .into_body();
             a.frame().await.unwrap().unwrap();
             let a_limiter = manager.limiter(&"a".to_string()).unwrap();
             assert_eq!(a_limiter.in_flight(), 1);

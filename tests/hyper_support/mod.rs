@@ -101,7 +101,8 @@ async fn finished(mut finish: watch::Receiver<bool>) {
 impl<B> tower::Service<Request<B>> for App {
     type Response = Response<AppBody>;
     type Error = Infallible;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response<AppBody>, Infallible>> + Send>>;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<AppBody>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.ready_polls.fetch_add(1, Ordering::SeqCst);
