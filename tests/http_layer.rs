@@ -38,15 +38,14 @@ fn counted(capacity: usize) -> (Limiter, Arc<Releases>) {
     (limiter, releases)
 }
 
-type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
+type FrameResult = Result<Frame<Bytes>, std::io::Error>;
+type Streamed = StreamBody<stream::Iter<std::vec::IntoIter<FrameResult>>>;
 
-fn streamed(
-    frames: Frames,
-) -> StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+fn streamed(frames: Vec<FrameResult>) -> Streamed {
     StreamBody::new(stream::iter(frames))
 }
 
-fn data(s: &'static str) -> Result<Frame<Bytes>, std::io::Error> {
+fn data(s: &'static str) -> FrameResult {
     Ok(Frame::data(Bytes::from(s)))
 }
 

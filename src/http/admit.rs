@@ -101,7 +101,7 @@ impl<K, F> Keyed<K, F> {
     ///
     /// let manager = LimiterManager::new("channels", |_: &u8| LimiterConfig::builder("c").config().unwrap());
     /// let layer = ServerLimitLayer::keyed(manager, |_: &http::Request<()>| 0u8);
-    /// assert!(layer.admit_source().manager().is_empty());
+    /// assert!(layer.admission().manager().is_empty());
     /// ```
     pub fn manager(&self) -> &LimiterManager<K> {
         &self.manager
