@@ -428,3 +428,26 @@ fn acquire_needs_no_runtime_without_a_timeout() {
     assert!(waiter.join().unwrap().is_ok());
     assert_eq!((limiter.in_flight(), limiter.waiting()), (0, 0));
 }
+
+#[test]
+fn handles_futures_permits_and_errors_are_thread_safe() {
+    fn send_static<T: Send + 'static>() {}
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    fn error<T: std::error::Error + Send + Sync + Clone + 'static>() {}
+    send_static::<fairgate::limit::Acquire>();
+    send_sync_static::<fairgate::limit::LimitPermit>();
+    send_sync_static::<Limiter>();
+    send_sync_static::<fairgate::limit::LimiterConfig>();
+    error::<fairgate::limit::Rejected>();
+    error::<fairgate::limit::ConfigError>();
+    // A rejection boxes into the usual error type and downcasts back.
+    let limiter = Limiter::builder("e")
+        .capacity(1)
+        .max_queue(Some(0))
+        .build()
+        .unwrap();
+    let _held = limiter.try_acquire().unwrap();
+    let boxed: Box<dyn std::error::Error + Send + Sync> = limiter.try_acquire().unwrap_err().into();
+    let back = boxed.downcast::<fairgate::limit::Rejected>().unwrap();
+    assert_eq!(back.reason(), RejectReason::QueueFull);
+}

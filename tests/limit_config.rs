@@ -147,14 +147,15 @@ trait CloneWithName {
 
 impl CloneWithName for LimiterConfig {
     fn clone_with_name(&self, name: &str) -> LimiterConfig {
-        let mut b = LimiterConfig::builder(name)
+        let b = LimiterConfig::builder(name)
             .capacity(self.capacity())
             .mode(self.mode())
             .max_queue(self.max_queue());
         #[cfg(feature = "timeout")]
-        if let Some(t) = self.queue_timeout() {
-            b = b.queue_timeout(t);
-        }
+        let b = match self.queue_timeout() {
+            Some(t) => b.queue_timeout(t),
+            None => b,
+        };
         b.config().unwrap()
     }
 }

@@ -14,12 +14,15 @@ use metrics_util::MetricKind;
 /// (counters and gauges are swapped to 0, histograms drained), so every snapshot is folded
 /// in here: counters summed, histogram samples appended, gauges overwritten. Every event
 /// sets all three gauges, so gauges are read right after an event.
+/// A metric's name and its sorted labels.
+type Id = (String, Vec<(String, String)>);
+
 #[derive(Default)]
 struct Seen {
-    counters: HashMap<(String, Vec<(String, String)>), u64>,
-    gauges: HashMap<(String, Vec<(String, String)>), f64>,
-    histograms: HashMap<(String, Vec<(String, String)>), Vec<f64>>,
-    kinds: Vec<(MetricKind, String, Vec<(String, String)>)>,
+    counters: HashMap<Id, u64>,
+    gauges: HashMap<Id, f64>,
+    histograms: HashMap<Id, Vec<f64>>,
+    kinds: Vec<(MetricKind, Id)>,
 }
 
 impl Seen {
@@ -32,7 +35,7 @@ impl Seen {
                 .collect();
             labels.sort();
             let id = (key.name().to_owned(), labels.clone());
-            self.kinds.push((kind, key.name().to_owned(), labels));
+            self.kinds.push((kind, (key.name().to_owned(), labels)));
             match value {
                 DebugValue::Counter(n) => *self.counters.entry(id).or_default() += n,
                 DebugValue::Gauge(v) => {
@@ -151,7 +154,7 @@ fn counters_gauges_and_wait_histogram_are_recorded() {
     // Only the three gauges, the counter and the histogram exist, labelled by limiter name
     // only (plus `result` on the counter and histogram).
     assert!(!seen.kinds.is_empty());
-    for (kind, name, labels) in &seen.kinds {
+    for (kind, (name, labels)) in &seen.kinds {
         let expected = match name.as_str() {
             "fairgate_requests_total" => MetricKind::Counter,
             "fairgate_queue_wait_seconds" => MetricKind::Histogram,

@@ -142,6 +142,26 @@ async fn zero_n_zero_n_with_work_in_flight() {
 }
 
 #[tokio::test]
+async fn a_cancelled_waiter_granted_before_a_shrink_pays_the_debt() {
+    bounded(async {
+        let limiter = Limiter::builder("salvage").capacity(2).build().unwrap();
+        let p1 = limiter.try_acquire().unwrap();
+        let p2 = limiter.try_acquire().unwrap();
+        let mut waiter = Box::pin(limiter.acquire());
+        assert!(futures::poll!(&mut waiter).is_pending());
+        drop(p1); // handed to the waiter, which is not polled again
+        limiter.set_capacity(1).unwrap(); // p2 and the waiter's permit out: debt 1
+        assert_eq!(limiter.__debt(), 1);
+        drop(waiter); // its permit pays the debt instead of becoming free
+        assert_eq!(limiter.__debt(), 0);
+        assert!(limiter.try_acquire().is_err(), "admitted above capacity 1");
+        drop(p2);
+        assert_at_rest(&limiter, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn soft_limiters_only_report_the_new_capacity() {
     bounded(async {
         let limiter = Limiter::builder("soft")

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::limiter::Shared;
@@ -28,13 +28,18 @@ enum Stage {
     Done,
 }
 
-/// The future of [`Limiter::acquire`](super::Limiter::acquire) and
-/// [`Limiter::acquire_until`](super::Limiter::acquire_until): resolves to a
+/// The future of [`Limiter::acquire`](super::Limiter::acquire) and (feature `timeout`)
+/// `Limiter::acquire_until`: resolves to a
 /// [`LimitPermit`] or a [`Rejected`].
 ///
 /// `Send + 'static`. Does nothing until polled. Cancel-safe: dropping it while queued
 /// leaves the queue at once (the queue slot is returned, a permit granted meanwhile goes to
 /// the next waiter) and reports a cancellation to the observer.
+///
+/// # Panics
+/// When polled again after it resolved. Waiting with a timeout (`queue_timeout` or
+/// `acquire_until`, feature `timeout`) panics outside a tokio runtime with its timer enabled,
+/// as tokio's timers do; an acquisition that needs no wait never touches the timer.
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire {
     shared: Arc<Shared>,
@@ -123,8 +128,8 @@ impl Acquire {
         Some((sleep, reason))
     }
 
-    /// Ends a wait: drops the semaphore waiter in place (passing on anything granted to it),
-    /// then returns the queue slot, so the slot count never undercounts the queue.
+    /// Ends a wait: drops the semaphore waiter in place, then returns the queue slot, so the
+    /// slot count never undercounts the queue.
     fn leave_queue(&mut self) {
         self.wait = None;
         #[cfg(feature = "timeout")]
@@ -179,7 +184,7 @@ impl Future for Acquire {
             let sleep = unsafe { Pin::new_unchecked(sleep) };
             if sleep.poll(cx).is_ready() {
                 let waited = this.waited();
-                this.leave_queue();
+                this.abandon();
                 return Poll::Ready(Err(this.shared.reject(reason, waited)));
             }
         }
@@ -187,11 +192,31 @@ impl Future for Acquire {
     }
 }
 
+impl Acquire {
+    /// Gives up a wait that did not end in a grant to the caller (timeout, deadline, drop).
+    ///
+    /// A permit may have been handed to the waiter since it was last polled. Dropping the
+    /// waiter would release that permit straight to the next waiter, past a pending shrink;
+    /// so it is polled once more and a granted permit goes back through the capacity, which
+    /// absorbs it while debt remains.
+    fn abandon(&mut self) {
+        if let Some(wait) = self.wait.as_mut() {
+            // SAFETY: `wait` lives inside the `Acquire`, which is pinned whenever it holds a
+            // waiter (the waiter is created only in `poll`), and it is never moved.
+            let wait = unsafe { Pin::new_unchecked(wait) };
+            if let Poll::Ready(Ok(permit)) = wait.poll(&mut Context::from_waker(Waker::noop())) {
+                self.shared.capacity.give_back(permit);
+            }
+        }
+        self.leave_queue();
+    }
+}
+
 impl Drop for Acquire {
     fn drop(&mut self) {
         if self.stage == Stage::Queued {
             let waited = self.waited();
-            self.leave_queue();
+            self.abandon();
             self.shared.cancel(waited);
         }
     }

@@ -102,10 +102,15 @@ impl Capacity {
         // Debt first: from here on, returning permits are absorbed rather than handed out.
         self.debt.fetch_add(by, AcqRel);
         let want = by.min(self.debt.load(Acquire));
-        let forgotten = self.sem.forget_permits(want);
+        self.absorb_free(want);
+    }
+
+    /// Forgets up to `n` free permits and pays the debt with them. If releases paid part of
+    /// the debt meanwhile, more was removed than owed: the surplus goes back.
+    fn absorb_free(&self, n: usize) {
+        let forgotten = self.sem.forget_permits(n);
         if forgotten > 0 {
             let paid = take_up_to(&self.debt, forgotten);
-            // Releases paid part of the debt meanwhile: we removed more than owed.
             if forgotten > paid {
                 self.add(forgotten - paid);
             }
@@ -124,8 +129,17 @@ impl Capacity {
     pub(crate) fn give_back(&self, permit: OwnedPermit) {
         if take_up_to(&self.debt, 1) == 1 {
             permit.forget();
-        } else {
-            drop(permit);
+            return;
+        }
+        drop(permit);
+        // A shrink that recorded its debt after the check above may have looked for free
+        // permits before this one was released, and missed it: the permit would then sit
+        // free above the capacity, with nobody left to pay the debt. Reading the debt with
+        // a read-modify-write orders the read after the release against the shrink's own
+        // read-modify-write of the debt: either the shrink's search saw this permit, or this
+        // sees the shrink's debt and takes a free permit back itself.
+        if self.debt.fetch_add(0, AcqRel) > 0 {
+            self.absorb_free(1);
         }
     }
 }

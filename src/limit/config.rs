@@ -329,13 +329,24 @@ impl LimiterBuilder {
     /// tokio runtime with its timer enabled.
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// let config = fairgate::limit::Limiter::builder("db")
+    /// use fairgate::limit::{Limiter, RejectReason};
+    ///
+    /// let limiter = Limiter::builder("db")
     ///     .capacity(1)
-    ///     .queue_timeout(Duration::from_secs(2))
-    ///     .config()?;
-    /// assert_eq!(config.queue_timeout(), Some(Duration::from_secs(2)));
-    /// # Ok::<(), fairgate::limit::ConfigError>(())
+    ///     .queue_timeout(Duration::from_millis(50))
+    ///     .build()?;
+    /// let held = limiter.acquire().await?;
+    /// // Nobody releases within 50 ms: the waiter is refused and leaves the queue.
+    /// let err = limiter.acquire().await.unwrap_err();
+    /// assert_eq!(err.reason(), RejectReason::QueueTimeout);
+    /// assert!(err.waited() >= Duration::from_millis(50));
+    /// assert_eq!(limiter.waiting(), 0);
+    /// # drop(held);
+    /// # Ok(())
+    /// # }
     /// ```
     #[cfg(feature = "timeout")]
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {

@@ -372,7 +372,9 @@ impl Limiter {
     /// makes the limiter a passthrough (every queued waiter is admitted at once, newcomers
     /// never wait; the queue settings lie dormant), and a later `n > 0` limits again, with
     /// the work admitted meanwhile counted against `n`. On a soft limiter only the reported
-    /// capacity changes. Concurrent calls commute; the last to install its value wins.
+    /// capacity changes. Concurrent calls commute; the last to install its value wins. A
+    /// release racing the shrink may hand its permit on once more; the module docs bound
+    /// that effect.
     ///
     /// Fails with [`ConfigError::CapacityTooLarge`] (changing nothing) above
     /// [`MAX_CAPACITY`](super::MAX_CAPACITY).

@@ -3,40 +3,34 @@
 //!
 //! # Example
 //! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::time::Duration;
+//! # futures::executor::block_on(async {
 //! use fairgate::limit::{Limiter, RejectReason};
 //!
-//! // At most 2 requests at once, at most 1 waiting, for at most 50 ms.
-//! let limiter = Limiter::builder("upstream-a")
-//!     .capacity(2)
-//!     .max_queue(Some(1))
-//!     .queue_timeout(Duration::from_millis(50))
-//!     .build()?;
+//! // At most 2 requests at once, at most 1 waiting.
+//! let limiter = Limiter::builder("upstream-a").capacity(2).max_queue(Some(1)).build()?;
 //!
-//! let (a, b) = (limiter.acquire().await?, limiter.acquire().await?);
+//! let a = limiter.acquire().await?;
+//! let b = limiter.acquire().await?;
 //! assert_eq!(limiter.in_flight(), 2);
 //!
-//! let queued = tokio::spawn({
-//!     let limiter = limiter.clone();
-//!     async move { limiter.acquire().await }
-//! });
-//! while limiter.waiting() == 0 {
-//!     tokio::task::yield_now().await;
-//! }
-//! // The queue is full: refused at once.
-//! assert_eq!(limiter.try_acquire().unwrap_err().reason(), RejectReason::QueueFull);
-//! // Nobody releases within 50 ms: the queued request times out and leaves the queue.
-//! assert_eq!(queued.await?.unwrap_err().reason(), RejectReason::QueueTimeout);
-//! assert_eq!(limiter.waiting(), 0);
+//! // A third request waits (here: a future polled once and parked in the queue) ...
+//! let mut queued = Box::pin(limiter.acquire());
+//! assert!(futures::poll!(&mut queued).is_pending());
+//! assert_eq!(limiter.waiting(), 1);
+//! // ... and a fourth finds the queue full: refused at once.
+//! let full = limiter.acquire().await.unwrap_err();
+//! assert_eq!(full.reason(), RejectReason::QueueFull);
 //!
-//! drop(a); // a released slot goes to the oldest waiter, or is free again
-//! let c = limiter.acquire().await?;
+//! // A released slot goes straight to the oldest waiter.
+//! drop(a);
+//! let c = queued.await?;
+//! assert_eq!((limiter.in_flight(), limiter.waiting()), (2, 0));
 //! # drop((b, c));
-//! # Ok(())
-//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
+//! With the `timeout` feature, [`LimiterBuilder`]'s `queue_timeout` bounds each wait (see
+//! its example).
 //!
 //! # The model
 //! * **Hard mode** enforces the capacity with a [`Semaphore`]: at most `capacity` permits
@@ -47,7 +41,9 @@
 //!   load-balancer scoring and gauges). It never waits and never rejects, unless closed.
 //! * **Capacity 0 is a passthrough**: everything is admitted at once and counted. (Unlike
 //!   `tower::limit::ConcurrencyLimit`, where 0 blocks forever.) Internally it is a virtual
-//!   capacity no workload reaches, so the admission path is the same as in hard mode.
+//!   capacity no workload reaches (a fifth of [`Semaphore::MAX_PERMITS`]: about 6.7
+//!   million on 32-bit targets, far more on 64-bit), so the admission path is the same as
+//!   in hard mode.
 //! * **The queue bound** (`max_queue`): `None` unbounded, `Some(0)` refuse at once with
 //!   [`QueueFull`](RejectReason::QueueFull) when no permit is free, `Some(k)` at most `k`
 //!   waiters. The bound is exact: a waiter first reserves a queue slot by CAS on the waiting
@@ -55,7 +51,7 @@
 //!   acquirer changes nothing.
 //! * **Queue timeout** (feature `timeout`): an acquisition that waits longer than
 //!   `queue_timeout` is refused with [`QueueTimeout`](RejectReason::QueueTimeout);
-//!   [`Limiter::acquire_until`] adds the caller's own deadline
+//!   `Limiter::acquire_until` adds the caller's own deadline
 //!   ([`DeadlineExceeded`](RejectReason::DeadlineExceeded)).
 //! * **Permits are values.** Every acquisition yields a fresh [`LimitPermit`], released
 //!   exactly once when dropped. There is no shared "released" flag, so retries through the
@@ -84,6 +80,14 @@
 //! newcomers never wait (queue settings lie dormant); a later `set_capacity(n)` limits
 //! again, counting the work admitted meanwhile against `n`. Concurrent calls commute.
 //!
+//! One race is inherent in building on the semaphore (whose release cannot also check a
+//! debt atomically): a release already under way when a shrink starts may still hand its
+//! permit to a waiter or a newcomer once. The shrink's debt then absorbs a later return
+//! instead, so permits out can exceed the new capacity by at most the number of releases
+//! that overlapped the shrink, and only until that many permits have come back. A release
+//! re-checks the debt after handing its permit to the semaphore and takes back a permit
+//! left free, so the debt can never be stranded with permits free above the capacity.
+//!
 //! # Cancel safety
 //! Dropping an [`Acquire`] future at any point is safe: a queued acquisition leaves the
 //! queue, returns its queue slot and passes on any permit granted to it in the meantime.
@@ -104,6 +108,7 @@
 //! queue-wait histogram); feature `tracing` emits a `debug` event for every rejection.
 //!
 //! [`Semaphore`]: crate::Semaphore
+//! [`Semaphore::MAX_PERMITS`]: crate::Semaphore::MAX_PERMITS
 
 mod acquire;
 mod capacity;
