@@ -381,3 +381,56 @@ async fn keyed_per_channel_limits() {
     .await
     .expect("test timed out");
 }
+
+/// Hundreds of requests abandoned at random points (queued, running, streaming, or not at
+/// all), over both protocols at once: afterwards nothing is in flight and nobody waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_cancellations_leak_nothing() {
+    timeout(LIMIT, async {
+        let limiter = limiter(3, Some(20));
+        let (app, ctl) = app();
+        let svc = ServiceBuilder::new()
+            .layer(ServerLimitLayer::new(limiter.clone()))
+            .service(app);
+        let addr = start(svc).await;
+        let clients = [client(Proto::Http1), client(Proto::Http2)];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            // xorshift: reproducible without a dependency.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut tasks = Vec::new();
+        for i in 0..300u64 {
+            let r = next();
+            let client = clients[(r % 2) as usize].clone();
+            let path = ["/fast", "/stream", "/slow", "/empty"][((r >> 8) % 4) as usize];
+            let give_up = Duration::from_millis(1 + (r >> 16) % 15);
+            tasks.push(tokio::spawn(async move {
+                let _ = timeout(give_up, async {
+                    if let Ok(response) = client.request(get(addr, path)).await {
+                        let _ = response.into_body().collect().await;
+                    }
+                })
+                .await;
+            }));
+            if i % 20 == 19 {
+                // Let some finish, so that cancellations hit every stage.
+                tokio::task::yield_now().await;
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        wait_until(|| limiter.in_flight() == 0 && limiter.waiting() == 0).await;
+        // Still works, and /stream and /slow never finished: every one of those was abandoned.
+        ctl.finish();
+        let ok = clients[0].request(get(addr, "/fast")).await.unwrap();
+        assert_eq!(read_all(ok.into_body()).await, "ok");
+        wait_until(|| limiter.in_flight() == 0).await;
+    })
+    .await
+    .expect("test timed out");
+}
