@@ -4,7 +4,6 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{ready, Context, Poll};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -29,7 +28,7 @@ pin_project! {
     {
         #[pin]
         inner: Admitted<S, ReqB>,
-        rejection: Arc<RejectionResponse>,
+        rejection: RejectionResponse,
     }
 }
 
@@ -37,7 +36,7 @@ impl<S, ReqB> ResponseFuture<S, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
-    pub(crate) fn new(inner: Admitted<S, ReqB>, rejection: Arc<RejectionResponse>) -> Self {
+    pub(crate) fn new(inner: Admitted<S, ReqB>, rejection: RejectionResponse) -> Self {
         ResponseFuture { inner, rejection }
     }
 }

@@ -1,7 +1,6 @@
 //! [`ServerLimitLayer`]: wraps HTTP services in [`ServerLimit`].
 
 use core::hash::Hash;
-use std::sync::Arc;
 
 use tower_layer::Layer;
 
@@ -52,7 +51,7 @@ use crate::limit::{Limiter, LimiterManager};
 pub struct ServerLimitLayer<A = Limiter> {
     admit: A,
     release: Release,
-    rejection: Arc<RejectionResponse>,
+    rejection: RejectionResponse,
 }
 
 impl<A: Clone> Clone for ServerLimitLayer<A> {
@@ -78,7 +77,7 @@ impl ServerLimitLayer<Limiter> {
         ServerLimitLayer {
             admit: limiter,
             release: Release::default(),
-            rejection: Arc::new(RejectionResponse::default()),
+            rejection: RejectionResponse::default(),
         }
     }
 
@@ -120,7 +119,7 @@ where
         ServerLimitLayer {
             admit: Keyed::new(manager, key_fn),
             release: Release::default(),
-            rejection: Arc::new(RejectionResponse::default()),
+            rejection: RejectionResponse::default(),
         }
     }
 }
@@ -151,7 +150,7 @@ impl<A> ServerLimitLayer<A> {
     /// assert_eq!(layer.rejection_response().status_for(RejectReason::QueueFull), 503);
     /// ```
     pub fn rejection(mut self, rejection: RejectionResponse) -> Self {
-        self.rejection = Arc::new(rejection);
+        self.rejection = rejection;
         self
     }
 

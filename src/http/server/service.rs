@@ -2,7 +2,6 @@
 
 use core::mem;
 use core::task::{Context, Poll};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -34,7 +33,7 @@ pub struct ServerLimit<S, A> {
     inner: S,
     admit: A,
     release: Release,
-    rejection: Arc<RejectionResponse>,
+    rejection: RejectionResponse,
 }
 
 impl<S: Clone, A: Clone> Clone for ServerLimit<S, A> {
@@ -49,12 +48,7 @@ impl<S: Clone, A: Clone> Clone for ServerLimit<S, A> {
 }
 
 impl<S, A> ServerLimit<S, A> {
-    pub(crate) fn new(
-        inner: S,
-        admit: A,
-        release: Release,
-        rejection: Arc<RejectionResponse>,
-    ) -> Self {
+    pub(crate) fn new(inner: S, admit: A, release: Release, rejection: RejectionResponse) -> Self {
         ServerLimit {
             inner,
             admit,
