@@ -317,3 +317,57 @@ async fn release_modes() {
     .await
     .unwrap();
 }
+
+/// The keyed client layer: each key (here: the upstream host) has its own limiter; a full
+/// key is an `Err(Rejected)`, another key is unaffected, and the body holds the key's permit.
+#[tokio::test]
+async fn keyed_client_limits_per_host() {
+    timeout(LIMIT, async {
+        let manager = LimiterManager::new("hosts", |host: &String| {
+            LimiterConfig::builder(host.as_str())
+                .capacity(1)
+                .max_queue(Some(0))
+                .config()
+                .unwrap()
+        });
+        let client =
+            fairgate::http::ClientLimitLayer::keyed(manager.clone(), |req: &Request<()>| {
+                req.uri().host().unwrap_or_default().to_string()
+            })
+            .layer(ok_service("pong"));
+        let to = |host: &str| Request::get(format!("http://{host}/")).body(()).unwrap();
+
+        let a = client.clone().oneshot(to("a.example")).await.unwrap();
+        assert_eq!(
+            manager
+                .limiter(&"a.example".to_string())
+                .unwrap()
+                .in_flight(),
+            1
+        );
+        let err = client.clone().oneshot(to("a.example")).await.unwrap_err();
+        let rejected = err.downcast_ref::<Rejected>().expect("a Rejected");
+        assert_eq!(rejected.reason(), RejectReason::QueueFull);
+        assert_eq!(rejected.limiter(), "a.example");
+
+        let b = client.clone().oneshot(to("b.example")).await.unwrap();
+        assert_eq!(b.into_body().collect().await.unwrap().to_bytes(), "pong");
+        assert_eq!(a.into_body().collect().await.unwrap().to_bytes(), "pong");
+        assert_eq!(
+            manager
+                .limiter(&"a.example".to_string())
+                .unwrap()
+                .in_flight(),
+            0
+        );
+        assert_eq!(
+            manager
+                .limiter(&"b.example".to_string())
+                .unwrap()
+                .in_flight(),
+            0
+        );
+    })
+    .await
+    .unwrap();
+}
