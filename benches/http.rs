@@ -2,7 +2,8 @@
 //!
 //! * `per_request/*`: in-process (no sockets), one request through a `service_fn` returning
 //!   a 2-byte body, the body read to its end: no layer vs `tower::limit::ConcurrencyLimit`
-//!   vs fairgate's `ServerLimitLayer` (uncontended: capacity 1024).
+//!   vs fairgate's tower layer vs fairgate's `ServerLimitLayer`, single and keyed
+//!   (uncontended: capacity 1024).
 //! * `loopback_gateway/*`: end to end on 127.0.0.1: client → gateway (a proxy, with or
 //!   without `ServerLimitLayer::keyed`) → upstream, HTTP/1 keep-alive, 16 requests in flight;
 //!   reported as time per request (throughput = 1 / time).
@@ -90,6 +91,22 @@ fn per_request(c: &mut Criterion) {
         .service(handler());
     group.bench_function("fairgate_server_limit", |b| {
         b.iter_custom(|n| rt.block_on(run(&ours, n)))
+    });
+
+    // Keyed, as in the gateway: a String key from the path, looked up in the manager.
+    let manager = LimiterManager::new("channels", |channel: &String| {
+        LimiterConfig::builder(format!("channel:{channel}"))
+            .capacity(1024)
+            .config()
+            .unwrap()
+    });
+    let keyed = ServiceBuilder::new()
+        .layer(ServerLimitLayer::keyed(manager, |req: &Request<()>| {
+            req.uri().path().split('/').nth(1).unwrap_or("").to_string()
+        }))
+        .service(handler());
+    group.bench_function("fairgate_server_limit_keyed", |b| {
+        b.iter_custom(|n| rt.block_on(run(&keyed, n)))
     });
     group.finish();
 }
