@@ -67,6 +67,12 @@ pub mod limit;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+#[cfg(feature = "http")]
+pub mod http;
+
+#[cfg(feature = "hyper")]
+pub mod hyper;
+
 /// The README's examples run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,223 @@
+//! Cost of the http server layer, in one run:
+//!
+//! * `per_request/*`: in-process (no sockets), one request through a `service_fn` returning
+//!   a 2-byte body, the body read to its end: no layer vs `tower::limit::ConcurrencyLimit`
+//!   vs fairgate's tower layer vs fairgate's `ServerLimitLayer`, single and keyed
+//!   (uncontended: capacity 1024).
+//! * `loopback_gateway/*`: end to end on 127.0.0.1: client → gateway (a proxy, with or
+//!   without `ServerLimitLayer::keyed`) → upstream, HTTP/1 keep-alive, 16 requests in flight;
+//!   reported as time per request (throughput = 1 / time).
+//!
+//! Run: `cargo bench --bench http --features hyper`. Wall-clock figures on a shared machine
+//! are noisy: compare numbers of the same run.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use fairgate::http::ServerLimitLayer;
+use fairgate::hyper::Server;
+use fairgate::limit::{Limiter, LimiterConfig, LimiterManager};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+
+fn handler() -> impl Service<
+    Request<()>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    })
+}
+
+/// Times `iters` requests through `svc` (each: oneshot on a clone, body read to its end).
+async fn run<S, B>(svc: &S, iters: u64) -> Duration
+where
+    S: Service<Request<()>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let start = Instant::now();
+    for _ in 0..iters {
+        let response = svc.clone().oneshot(Request::new(())).await.unwrap();
+        let body = response.into_body().collect().await.unwrap();
+        std::hint::black_box(body);
+    }
+    start.elapsed()
+}
+
+fn per_request(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("per_request");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+
+    let none = handler();
+    group.bench_function("none", |b| b.iter_custom(|n| rt.block_on(run(&none, n))));
+
+    let tower_limit = ServiceBuilder::new()
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1024))
+        .service(handler());
+    group.bench_function("tower_concurrency_limit", |b| {
+        b.iter_custom(|n| rt.block_on(run(&tower_limit, n)))
+    });
+
+    // fairgate's own tower layer (permit released with the response future): separates
+    // the limiter's cost from the http layer's (body wrapper, rejection rendering).
+    let limiter = Limiter::builder("bench").capacity(1024).build().unwrap();
+    let fairgate_tower = ServiceBuilder::new()
+        .layer(fairgate::tower::ConcurrencyLimitLayer::new(limiter))
+        .service(handler());
+    group.bench_function("fairgate_tower_limit", |b| {
+        b.iter_custom(|n| rt.block_on(run(&fairgate_tower, n)))
+    });
+
+    let limiter = Limiter::builder("bench").capacity(1024).build().unwrap();
+    let ours = ServiceBuilder::new()
+        .layer(ServerLimitLayer::new(limiter))
+        .service(handler());
+    group.bench_function("fairgate_server_limit", |b| {
+        b.iter_custom(|n| rt.block_on(run(&ours, n)))
+    });
+
+    // Keyed, as in the gateway: a String key from the path, looked up in the manager.
+    let manager = LimiterManager::new("channels", |channel: &String| {
+        LimiterConfig::builder(format!("channel:{channel}"))
+            .capacity(1024)
+            .config()
+            .unwrap()
+    });
+    let keyed = ServiceBuilder::new()
+        .layer(ServerLimitLayer::keyed(manager, |req: &Request<()>| {
+            req.uri().path().split('/').nth(1).unwrap_or("").to_string()
+        }))
+        .service(handler());
+    group.bench_function("fairgate_server_limit_keyed", |b| {
+        b.iter_custom(|n| rt.block_on(run(&keyed, n)))
+    });
+    group.finish();
+}
+
+async fn upstream() -> SocketAddr {
+    let server = Server::new(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let addr = server.local_addr().unwrap();
+    let app = service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    tokio::spawn(server.serve(app));
+    addr
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+/// A gateway forwarding to `upstream`, with or without the keyed limiter.
+async fn gateway(upstream: SocketAddr, limited: bool) -> SocketAddr {
+    let client = http_client();
+    let proxy = service_fn(move |req: Request<Incoming>| {
+        let client = client.clone();
+        async move {
+            let uri = format!("http://{upstream}{}", req.uri().path());
+            let response = client
+                .request(Request::get(uri).body(Empty::new()).unwrap())
+                .await
+                .expect("upstream answers");
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let server = Server::new(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let addr = server.local_addr().unwrap();
+    if limited {
+        let manager = LimiterManager::new("channels", |channel: &String| {
+            LimiterConfig::builder(channel.as_str())
+                .capacity(64)
+                .max_queue(Some(1024))
+                .config()
+                .unwrap()
+        });
+        let svc = ServiceBuilder::new()
+            .layer(ServerLimitLayer::keyed(
+                manager,
+                |req: &Request<Incoming>| {
+                    req.uri().path().split('/').nth(1).unwrap_or("").to_string()
+                },
+            ))
+            .service(proxy);
+        tokio::spawn(server.serve(svc));
+    } else {
+        tokio::spawn(server.serve(proxy));
+    }
+    addr
+}
+
+const IN_FLIGHT: u64 = 16;
+
+async fn load(client: &HttpClient, gateway: SocketAddr, iters: u64) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|i| {
+            let client = client.clone();
+            let n = iters / IN_FLIGHT + u64::from(i < iters % IN_FLIGHT);
+            tokio::spawn(async move {
+                for _ in 0..n {
+                    let uri = format!("http://{gateway}/chat/complete");
+                    let response = client
+                        .request(Request::get(uri).body(Empty::new()).unwrap())
+                        .await
+                        .unwrap();
+                    std::hint::black_box(response.into_body().collect().await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    start.elapsed()
+}
+
+fn loopback_gateway(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (plain, limited) = rt.block_on(async {
+        let up = upstream().await;
+        (gateway(up, false).await, gateway(up, true).await)
+    });
+    let client = http_client();
+    let mut group = c.benchmark_group("loopback_gateway");
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4));
+    group.sample_size(20);
+    // Interleaved in one group, so both see the same machine state as far as possible.
+    group.bench_function("no_limiter", |b| {
+        b.iter_custom(|n| rt.block_on(load(&client, plain, n)))
+    });
+    group.bench_function("keyed_server_limit", |b| {
+        b.iter_custom(|n| rt.block_on(load(&client, limited, n)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, per_request, loopback_gateway);
+criterion_main!(benches);

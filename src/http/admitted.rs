@@ -1,0 +1,152 @@
+//! The response future shared by the server and client layers: wait for a permit, call
+//! the inner service, and hand the permit to the response body (or drop it with the future).
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::admit::{Admission, AdmissionState};
+use super::body::LimitedBody;
+use super::Release;
+use crate::limit::manager::Lease;
+use crate::limit::{Acquire, LimitPermit, Rejected};
+
+/// What the shared future yields: the inner service's result with the body wrapped, or the
+/// limiter's refusal (rendered as a response by the server layer, an error by the client's).
+pub(crate) type Outcome<ResB, E> = Result<Result<Response<LimitedBody<ResB>>, E>, Rejected>;
+
+pin_project! {
+    pub(crate) struct Admitted<S, ReqB>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        #[pin]
+        state: State<S, Request<ReqB>, S::Future>,
+        release: Release,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_replace = StateProjReplace]
+    enum State<S, Req, F> {
+        // The readied inner service and the request wait with the acquire future: the
+        // handler runs only once a permit is held.
+        Acquiring {
+            #[pin]
+            acquire: Acquire,
+            lease: Option<Lease>,
+            service: S,
+            request: Req,
+        },
+        Refused { rejected: Option<Rejected> },
+        // The inner call runs holding the permit; at the response head the permit moves into
+        // the body (`Release::BodyEnd`) or is dropped (`Release::ResponseFuture`).
+        Running {
+            #[pin]
+            future: F,
+            permit: Option<LimitPermit>,
+        },
+        Done,
+    }
+}
+
+impl<S, ReqB> Admitted<S, ReqB>
+where
+    S: Service<Request<ReqB>>,
+{
+    pub(crate) fn new(
+        admission: Admission,
+        service: S,
+        request: Request<ReqB>,
+        release: Release,
+    ) -> Self {
+        let state = match admission.state {
+            AdmissionState::Acquire { acquire, lease } => State::Acquiring {
+                acquire,
+                lease,
+                service,
+                request,
+            },
+            AdmissionState::Refused(rejected) => State::Refused {
+                rejected: Some(rejected),
+            },
+        };
+        Admitted { state, release }
+    }
+
+    pub(crate) fn stage(&self) -> &'static str {
+        match self.state {
+            State::Acquiring { .. } => "acquiring",
+            State::Refused { .. } => "refused",
+            State::Running { .. } => "running",
+            State::Done => "done",
+        }
+    }
+}
+
+impl<S, ReqB, ResB> Future for Admitted<S, ReqB>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    type Output = Outcome<ResB, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut state = this.state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Acquiring { acquire, .. } => {
+                    let permit = match ready!(acquire.poll(cx)) {
+                        Ok(permit) => permit,
+                        Err(rejected) => {
+                            state.set(State::Done);
+                            return Poll::Ready(Err(rejected));
+                        }
+                    };
+                    // Move the readied service and the request out; the spent acquire future
+                    // and the key's lease (the permit now keeps the key busy) are dropped.
+                    let StateProjReplace::Acquiring {
+                        mut service,
+                        request,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Acquiring a moment ago")
+                    };
+                    let future = service.call(request);
+                    state.set(State::Running {
+                        future,
+                        permit: Some(permit),
+                    });
+                }
+                StateProj::Refused { rejected } => {
+                    let rejected = rejected.take().expect("polled after completion");
+                    state.set(State::Done);
+                    return Poll::Ready(Err(rejected));
+                }
+                StateProj::Running { future, permit } => {
+                    let output = ready!(future.poll(cx));
+                    let permit = permit.take();
+                    state.set(State::Done);
+                    let output = output.map(|response| {
+                        response.map(|body| match (permit, *this.release) {
+                            (Some(permit), Release::BodyEnd) => LimitedBody::new(body, permit),
+                            // Release::ResponseFuture: the permit is dropped here, with the
+                            // head, as tower's ConcurrencyLimit does.
+                            _ => LimitedBody::unheld(body),
+                        })
+                    });
+                    return Poll::Ready(Ok(output));
+                }
+                StateProj::Done => panic!("response future polled after completion"),
+            }
+        }
+    }
+}
