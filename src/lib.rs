@@ -67,6 +67,9 @@ pub mod limit;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+#[cfg(feature = "redis")]
+pub mod fleet;
+
 /// The README's examples run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,99 @@
+//! Fleet counters (always on, cheap atomics) and the [`FleetObserver`] hook.
+
+// The crate is `no_std` with `std` linked: bring std's prelude and macros in.
+#[allow(unused_imports)]
+use std::prelude::rust_2021::*;
+#[allow(unused_imports)]
+use std::{format, vec};
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Fleet events, for metrics or logs. All methods default to no-ops; `key` is the
+/// limiter key. Called from request tasks and from the background tasks: keep them cheap.
+pub trait FleetObserver: Send + Sync + 'static {
+    /// A request was admitted with a global lease after `waited` and `round_trips` acquire
+    /// calls by its head.
+    fn on_admitted(&self, key: &str, waited: Duration, round_trips: u32) {
+        let _ = (key, waited, round_trips);
+    }
+    /// A request was admitted on the local limiter alone because Redis is unreachable
+    /// (fail open).
+    fn on_degraded(&self, key: &str) {
+        let _ = key;
+    }
+    /// One script call took `rtt`.
+    fn on_round_trip(&self, key: &str, rtt: Duration) {
+        let _ = (key, rtt);
+    }
+    /// A call failed (error or timeout).
+    fn on_backend_error(&self, key: &str, error: &str) {
+        let _ = (key, error);
+    }
+    /// A held lease was found gone on renewal. It is never re-acquired silently; the permit
+    /// reports [`is_lost`](super::FleetPermit::is_lost).
+    fn on_lease_lost(&self, key: &str, lease_id: &str, fence: u64) {
+        let _ = (key, lease_id, fence);
+    }
+    /// After a detected reset (epoch change) `count` held leases were re-asserted.
+    fn on_reasserted(&self, key: &str, count: u64) {
+        let _ = (key, count);
+    }
+}
+
+/// The no-op observer.
+pub(crate) struct NoFleetObserver;
+impl FleetObserver for NoFleetObserver {}
+
+/// A copy of the limiter's counters since it was built (this process only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetCounters {
+    /// Requests admitted with a global lease.
+    pub admitted: u64,
+    /// Acquire script calls (round trips on the admission path).
+    pub acquire_calls: u64,
+    /// Requests admitted on the local limiter alone while Redis was unreachable.
+    pub degraded: u64,
+    /// Leases found gone on renewal.
+    pub leases_lost: u64,
+    /// Leases re-asserted after a detected reset.
+    pub leases_reasserted: u64,
+    /// Failed or timed-out calls.
+    pub backend_errors: u64,
+    /// Acquire answers "quarantined after a reset".
+    pub quarantined: u64,
+    /// Requests refused because Redis was unreachable (fail closed).
+    pub unavailable: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) admitted: AtomicU64,
+    pub(crate) acquire_calls: AtomicU64,
+    pub(crate) degraded: AtomicU64,
+    pub(crate) leases_lost: AtomicU64,
+    pub(crate) leases_reasserted: AtomicU64,
+    pub(crate) backend_errors: AtomicU64,
+    pub(crate) quarantined: AtomicU64,
+    pub(crate) unavailable: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> FleetCounters {
+        FleetCounters {
+            admitted: self.admitted.load(Relaxed),
+            acquire_calls: self.acquire_calls.load(Relaxed),
+            degraded: self.degraded.load(Relaxed),
+            leases_lost: self.leases_lost.load(Relaxed),
+            leases_reasserted: self.leases_reasserted.load(Relaxed),
+            backend_errors: self.backend_errors.load(Relaxed),
+            quarantined: self.quarantined.load(Relaxed),
+            unavailable: self.unavailable.load(Relaxed),
+        }
+    }
+}
