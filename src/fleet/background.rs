@@ -71,7 +71,7 @@ pub(crate) async fn renewer(shared: Arc<Shared>, interval: Duration) {
             .map(|l| (l.id.clone(), l.fence))
             .collect();
         for chunk in held.chunks(1000) {
-            match shared.backend.renew(chunk).await {
+            match renew_with_retry(&shared, chunk, interval / 2).await {
                 Ok((reply, rtt)) => {
                     shared.breaker.success();
                     shared.observer.on_round_trip(&shared.key, rtt);
@@ -85,6 +85,29 @@ pub(crate) async fn renewer(shared: Arc<Shared>, interval: Duration) {
                 }
                 Err(e) => shared.backend_error(&e),
             }
+        }
+    }
+}
+
+/// One renew call, retried quickly (the script is idempotent) for up to `budget`: after a
+/// reconnect or a restart the holders must re-assert within the quarantine, not one whole
+/// interval later.
+async fn renew_with_retry(
+    shared: &Shared,
+    chunk: &[(Arc<str>, u64)],
+    budget: Duration,
+) -> Result<(super::backend::RenewReply, Duration), CallError> {
+    let start = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match shared.backend.renew(chunk).await {
+            Ok(r) => return Ok(r),
+            Err(e) if start.elapsed() + delay < budget => {
+                shared.backend_error(&e);
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
