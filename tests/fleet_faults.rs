@@ -16,7 +16,9 @@ use fleet_support::RedisServer;
 const LIMIT: Duration = Duration::from_secs(40);
 
 async fn conn(server: &RedisServer) -> redis::aio::ConnectionManager {
-    redis::aio::ConnectionManager::new(server.client()).await.unwrap()
+    redis::aio::ConnectionManager::new(server.client())
+        .await
+        .unwrap()
 }
 
 fn local(cap: usize, timeout_ms: u64) -> LimiterConfig {
@@ -52,7 +54,9 @@ async fn acquire_lease(l: &FleetLimiter, within: Duration) -> fairgate::fleet::F
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_gone_fail_closed_rejects_typed_then_recovers() {
-    let Some(mut server) = RedisServer::start() else { return };
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
     tokio::time::timeout(LIMIT, async {
         let l = fleet(&server, "closed", 2, FailMode::Closed).await;
         drop(l.acquire().await.unwrap());
@@ -61,14 +65,29 @@ async fn server_gone_fail_closed_rejects_typed_then_recovers() {
         let err = l.acquire().await.unwrap_err();
         assert!(matches!(err, FleetRejected::Unavailable { .. }), "{err}");
         assert_eq!(err.as_str(), "fleet_unavailable");
-        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
         // The breaker is open: the next request does not pay a call timeout.
         let start = Instant::now();
         let err = l.acquire().await.unwrap_err();
-        assert!(matches!(err, FleetRejected::Unavailable { cause: None, .. }), "{err}");
-        assert!(start.elapsed() < Duration::from_millis(100), "{:?}", start.elapsed());
+        assert!(
+            matches!(err, FleetRejected::Unavailable { cause: None, .. }),
+            "{err}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
         assert!(l.counters().unavailable >= 2);
-        assert_eq!(l.local().in_flight(), 0, "a refused request holds no local permit");
+        assert_eq!(
+            l.local().in_flight(),
+            0,
+            "a refused request holds no local permit"
+        );
         server.start_again();
         let p = acquire_lease(&l, Duration::from_secs(5)).await;
         assert!(p.fence().is_some());
@@ -79,7 +98,9 @@ async fn server_gone_fail_closed_rejects_typed_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_gone_fail_open_admits_locally_under_the_fallback_cap_then_recovers() {
-    let Some(mut server) = RedisServer::start() else { return };
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
     tokio::time::timeout(LIMIT, async {
         let mode = FailMode::Open {
             fallback_limit: Some(2),
@@ -115,7 +136,9 @@ async fn server_gone_fail_open_admits_locally_under_the_fallback_cap_then_recove
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_without_persistence_does_not_admit_past_the_cap() {
-    let Some(mut server) = RedisServer::start() else { return };
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
     tokio::time::timeout(LIMIT, async {
         let cap = 3;
         let holder = fleet(&server, "restart", cap, FailMode::Closed).await;

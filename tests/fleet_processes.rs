@@ -101,7 +101,10 @@ fn finish(mut worker: Worker, within: Duration) -> WorkerResult {
             assert!(status.success(), "worker failed: {status}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "worker did not exit");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "worker did not exit"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut r = WorkerResult::default();
@@ -127,7 +130,11 @@ fn finish(mut worker: Worker, within: Duration) -> WorkerResult {
 }
 
 async fn probe_max(probe: &RedisServer, key: &str) -> usize {
-    let mut c = probe.client().get_multiplexed_async_connection().await.unwrap();
+    let mut c = probe
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let m: Option<usize> = c.get(format!("probe:{key}:max")).await.unwrap();
     m.unwrap_or(0)
 }
@@ -189,7 +196,9 @@ fn check(results: &[WorkerResult], max: usize, cap: usize, what: &str) {
 
 #[test]
 fn processes_hammer_one_key_never_above_the_cap() {
-    let Some((results, max)) = hammer("hammer", 3, 5, 2500, 3000, |_| {}) else { return };
+    let Some((results, max)) = hammer("hammer", 3, 5, 2500, 3000, |_| {}) else {
+        return;
+    };
     check(&results, max, 5, "hammer");
 }
 
@@ -204,7 +213,10 @@ fn sigstop_shorter_than_the_ttl_does_not_over_admit() {
         return;
     };
     check(&results, max, 5, "sigstop 1 s, ttl 3 s");
-    assert!(results.iter().map(|r| r.errors).sum::<u64>() > 0, "the pause was not seen");
+    assert!(
+        results.iter().map(|r| r.errors).sum::<u64>() > 0,
+        "the pause was not seen"
+    );
 }
 
 #[test]
@@ -234,8 +246,12 @@ fn restart_without_persistence_under_load_does_not_over_admit() {
 
 #[test]
 fn a_sigkilled_holders_permits_come_back_within_one_ttl() {
-    let Some(server) = RedisServer::start() else { return };
-    let Some(probe) = RedisServer::start() else { return };
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let Some(probe) = RedisServer::start() else {
+        return;
+    };
     let (cap, ttl_ms) = (4, 1500);
     let holder = spawn_worker(&Spec {
         server: &server,
@@ -255,10 +271,15 @@ fn a_sigkilled_holders_permits_come_back_within_one_ttl() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let conn = redis::aio::ConnectionManager::new(server.client()).await.unwrap();
+        let conn = redis::aio::ConnectionManager::new(server.client())
+            .await
+            .unwrap();
         let l = FleetLimiter::builder(
             "sigkill",
-            LimiterConfig::builder("survivor").capacity(cap).config().unwrap(),
+            LimiterConfig::builder("survivor")
+                .capacity(cap)
+                .config()
+                .unwrap(),
         )
         .lease_ttl(Duration::from_millis(ttl_ms))
         .call_timeout(Duration::from_millis(300))
@@ -287,7 +308,9 @@ fn a_sigkilled_holders_permits_come_back_within_one_ttl() {
 /// The worker process body (does nothing unless started by a test above).
 #[test]
 fn worker_child() {
-    let Ok(role) = std::env::var("FLEET_ROLE") else { return };
+    let Ok(role) = std::env::var("FLEET_ROLE") else {
+        return;
+    };
     let env = |k: &str| std::env::var(k).unwrap();
     let num = |k: &str| env(k).parse::<u64>().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -297,7 +320,9 @@ fn worker_child() {
         .unwrap();
     rt.block_on(async move {
         let client = redis::Client::open(env("FLEET_URL")).unwrap();
-        let conn = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
+        let conn = redis::aio::ConnectionManager::new(client.clone())
+            .await
+            .unwrap();
         let cap = num("FLEET_CAP") as usize;
         let local = LimiterConfig::builder("worker")
             .capacity(cap)
