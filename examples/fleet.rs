@@ -183,7 +183,9 @@ fn worker(args: &[String]) {
         .unwrap();
     rt.block_on(async move {
         let client = redis::Client::open(url).unwrap();
-        let conn = redis::aio::ConnectionManager::new(client.clone()).await.unwrap();
+        let conn = redis::aio::ConnectionManager::new(client.clone())
+            .await
+            .unwrap();
         let local = LimiterConfig::builder("example")
             .capacity(cap)
             .queue_timeout(Duration::from_secs(30))

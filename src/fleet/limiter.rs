@@ -100,6 +100,7 @@ impl Inner {
 
     fn unavailable(&self, start: Instant, cause: Option<Arc<str>>) -> FleetRejected {
         Counters::bump(&self.shared.counters.unavailable, 1);
+        self.shared.observer.on_unavailable(&self.config.key);
         FleetRejected::Unavailable {
             limiter: Arc::from(self.local.name()),
             waited: start.elapsed(),
@@ -385,10 +386,17 @@ impl FleetLimiter {
     /// ```
     pub async fn fleet_snapshot(&self) -> Result<FleetSnapshot, FleetRejected> {
         let start = Instant::now();
-        self.inner.shared.backend.inspect().await.map_err(|e| {
-            self.inner
-                .unavailable(start, Some(Arc::from(e.to_string())))
-        })
+        // Not a refused request: not counted as one.
+        self.inner
+            .shared
+            .backend
+            .inspect()
+            .await
+            .map_err(|e| FleetRejected::Unavailable {
+                limiter: Arc::from(self.inner.local.name()),
+                waited: start.elapsed(),
+                cause: Some(Arc::from(e.to_string())),
+            })
     }
 
     /// This process's counters.

@@ -39,6 +39,10 @@ pub trait FleetObserver: Send + Sync + 'static {
     fn on_reasserted(&self, key: &str, count: u64) {
         let _ = (key, count);
     }
+    /// A request was refused because Redis was unreachable (fail closed).
+    fn on_unavailable(&self, key: &str) {
+        let _ = key;
+    }
 }
 
 /// The no-op observer.
@@ -95,5 +99,54 @@ impl Counters {
             quarantined: self.quarantined.load(Relaxed),
             unavailable: self.unavailable.load(Relaxed),
         }
+    }
+}
+
+/// The fleet events through the [`metrics`](https://docs.rs/metrics) facade (feature
+/// `metrics`), on the same [`MetricsObserver`](crate::limit::MetricsObserver) as the local
+/// limiter's; label `key` = the limiter key:
+///
+/// | name | kind | extra labels |
+/// |---|---|---|
+/// | `fairgate_fleet_admissions_total` | counter | `result` = `leased` / `degraded` / `unavailable` |
+/// | `fairgate_fleet_wait_seconds` | histogram | |
+/// | `fairgate_fleet_acquire_round_trips` | histogram | (acquire calls per leased admission) |
+/// | `fairgate_fleet_round_trip_seconds` | histogram | |
+/// | `fairgate_fleet_backend_errors_total` | counter | |
+/// | `fairgate_fleet_leases_lost_total` | counter | |
+/// | `fairgate_fleet_leases_reasserted_total` | counter | |
+#[cfg(feature = "metrics")]
+impl FleetObserver for crate::limit::MetricsObserver {
+    fn on_admitted(&self, key: &str, waited: Duration, round_trips: u32) {
+        let key = key.to_owned();
+        metrics::counter!("fairgate_fleet_admissions_total", "key" => key.clone(), "result" => "leased")
+            .increment(1);
+        metrics::histogram!("fairgate_fleet_wait_seconds", "key" => key.clone())
+            .record(waited.as_secs_f64());
+        metrics::histogram!("fairgate_fleet_acquire_round_trips", "key" => key)
+            .record(f64::from(round_trips));
+    }
+    fn on_degraded(&self, key: &str) {
+        metrics::counter!("fairgate_fleet_admissions_total", "key" => key.to_owned(), "result" => "degraded")
+            .increment(1);
+    }
+    fn on_unavailable(&self, key: &str) {
+        metrics::counter!("fairgate_fleet_admissions_total", "key" => key.to_owned(), "result" => "unavailable")
+            .increment(1);
+    }
+    fn on_round_trip(&self, key: &str, rtt: Duration) {
+        metrics::histogram!("fairgate_fleet_round_trip_seconds", "key" => key.to_owned())
+            .record(rtt.as_secs_f64());
+    }
+    fn on_backend_error(&self, key: &str, _error: &str) {
+        metrics::counter!("fairgate_fleet_backend_errors_total", "key" => key.to_owned())
+            .increment(1);
+    }
+    fn on_lease_lost(&self, key: &str, _lease_id: &str, _fence: u64) {
+        metrics::counter!("fairgate_fleet_leases_lost_total", "key" => key.to_owned()).increment(1);
+    }
+    fn on_reasserted(&self, key: &str, count: u64) {
+        metrics::counter!("fairgate_fleet_leases_reasserted_total", "key" => key.to_owned())
+            .increment(count);
     }
 }
