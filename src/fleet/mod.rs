@@ -78,9 +78,11 @@
 //! # Ok(()) }
 //! ```
 
+mod acquire;
 mod backend;
 mod background;
 mod breaker;
+mod builder;
 mod config;
 mod error;
 mod limiter;
@@ -89,8 +91,9 @@ mod observe;
 mod permit;
 
 pub use backend::{FleetConnection, FleetSnapshot};
+pub use builder::FleetBuilder;
 pub use config::{FailMode, FleetConfigError};
 pub use error::FleetRejected;
-pub use limiter::{FleetBuilder, FleetLimiter};
+pub use limiter::FleetLimiter;
 pub use observe::{FleetCounters, FleetObserver};
 pub use permit::FleetPermit;
