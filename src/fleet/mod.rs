@@ -89,6 +89,8 @@ mod limiter;
 mod lua;
 mod observe;
 mod permit;
+#[cfg(feature = "tower")]
+mod tower;
 
 pub use backend::{FleetConnection, FleetSnapshot};
 pub use builder::FleetBuilder;
@@ -97,3 +99,5 @@ pub use error::FleetRejected;
 pub use limiter::FleetLimiter;
 pub use observe::{FleetCounters, FleetObserver};
 pub use permit::FleetPermit;
+#[cfg(feature = "tower")]
+pub use tower::{FleetLimit, FleetLimitLayer};
