@@ -149,8 +149,16 @@ async fn lease_as_head(
                         if rank < 0 {
                             Counters::bump(&shared.counters.quarantined, 1);
                         }
+                        // With targeted wake-ups the poll is only the fallback for a
+                        // lost message: wait the full `max_poll`. Without them, back off
+                        // from 2 ms.
+                        let poll = if shared.wakes {
+                            inner.config.max_poll
+                        } else {
+                            backoff
+                        };
                         let wait = retry_hint
-                            .min(backoff)
+                            .min(poll)
                             .min(inner.config.waiter_ttl / 3)
                             .min(inner.config.max_poll);
                         backoff = (backoff * 2).min(inner.config.max_poll);

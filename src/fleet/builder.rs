@@ -302,6 +302,7 @@ impl FleetBuilder {
             observer: self.fleet_observer,
             wake: Notify::new(),
             process_id: process_id(),
+            wakes: self.wake_client.is_some(),
             held: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) observer: Arc<dyn FleetObserver>,
     pub(crate) wake: Notify,
     pub(crate) process_id: String,
+    /// True when a subscriber delivers targeted wake-ups.
+    pub(crate) wakes: bool,
     pub(crate) held: Mutex<HashMap<Arc<str>, Arc<LeaseState>>>,
 }
 
