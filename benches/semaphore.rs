@@ -3,7 +3,8 @@
 //! bare `AtomicUsize`) in every group.
 //!
 //! `cargo bench --bench semaphore` (filter with `-- uncontended`, `-- contended`, `-- handoff`).
-//! The implementation adapters live in `benches/fairness.rs`, included here as a module.
+//! The implementations compared and the contended runner live in `benches/common/`, shared with
+//! the fairness report (`benches/fairness/`).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -11,12 +12,13 @@ use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 
+// Each bench uses part of the shared code (this one never runs the fixed-window report).
 #[allow(dead_code)]
-#[macro_use]
-#[path = "fairness.rs"]
-mod fairness;
+#[path = "common/mod.rs"]
+mod common;
 
-use fairness::{poll_once, FiFair, Floor, MaitakeSem, Sem};
+use common::runner;
+use common::{for_each_impl, poll_once, Sem};
 
 type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
@@ -86,9 +88,9 @@ fn per_task(tasks: usize) -> usize {
 }
 
 fn contended(c: &mut Criterion) {
-    let rt = fairness::runtime();
-    for &t in &fairness::TASKS {
-        for &p in &fairness::PERMITS {
+    let rt = runner::runtime();
+    for &t in &runner::TASKS {
+        for &p in &runner::PERMITS {
             let mut g = c.benchmark_group(format!("contended/T{t}_P{p}"));
             g.warm_up_time(Duration::from_millis(300))
                 .measurement_time(Duration::from_secs(2))
@@ -100,7 +102,7 @@ fn contended(c: &mut Criterion) {
                         let sem = Arc::new(<$ty as Sem>::with_permits($p));
                         b.iter_custom(|iters| {
                             (0..iters)
-                                .map(|_| fairness::run_fixed($rt, &sem, $t, per_task($t)))
+                                .map(|_| runner::run_fixed($rt, &sem, $t, per_task($t)))
                                 .sum()
                         })
                     });
@@ -114,8 +116,8 @@ fn contended(c: &mut Criterion) {
 
 fn handoff(c: &mut Criterion) {
     const PER_TASK: usize = 2_000;
-    let st = fairness::current_thread_runtime();
-    let mt = fairness::runtime();
+    let st = runner::current_thread_runtime();
+    let mt = runner::runtime();
     for (label, rt) in [
         ("handoff/current_thread", &st),
         ("handoff/multi_thread", &mt),
@@ -131,7 +133,7 @@ fn handoff(c: &mut Criterion) {
                     let sem = Arc::new(<$ty as Sem>::with_permits(1));
                     b.iter_custom(|iters| {
                         (0..iters)
-                            .map(|_| fairness::run_pingpong($rt, &sem, PER_TASK).0)
+                            .map(|_| runner::run_pingpong($rt, &sem, PER_TASK).0)
                             .sum()
                     })
                 });
@@ -144,7 +146,7 @@ fn handoff(c: &mut Criterion) {
 
 fn main() {
     println!("sizes (bytes): implementation, semaphore, acquire future, permit, owned future, owned permit");
-    for s in fairness::sizes() {
+    for s in common::sizes() {
         println!(
             "  {:<24} {:>4} {:>4} {:>4} {:>4} {:>4}",
             s.name, s.sem, s.fut, s.permit, s.owned_fut, s.owned_permit

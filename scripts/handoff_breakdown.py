@@ -15,7 +15,7 @@ still need (1 - s) of the peer's instructions on this path: the script prints th
 
 usage: scripts/handoff_breakdown.py [N1 N2]    (needs valgrind; run from the repo root)
 """
-import glob
+import json
 import os
 import re
 import subprocess
@@ -26,7 +26,7 @@ N1, N2 = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) == 3 else (20000,
 
 IMPLS = {
     # name: (source-path pattern, function-name pattern)
-    "fairgate": (r"(^|/)src/(handoff|semaphore|waiter|acquire|permit|state|poll|sync)\.rs$", r"\bfairgate::"),
+    "fairgate": (r"(^|/)src/(semaphore/[^/]+|sync)\.rs$", r"\bfairgate::"),
     "tokio": (r"tokio-[0-9.]+/src/sync/", r"\btokio::sync::"),
     "maitake-sync": (r"maitake-sync|mutex-traits|mycelium", r"\bmaitake_sync::"),
     "futures-intrusive(fair)": (r"futures-intrusive|parking_lot|lock_api", r"\bfutures_intrusive::|\bparking_lot|\block_api::"),
@@ -35,10 +35,15 @@ LINE = re.compile(r"^\s*([0-9,]+)\s+\([^)]*\)\s+(\S.*?):(.*?)(?: \[[^\]]*\])?$")
 
 
 def bench_exe():
-    subprocess.run(["cargo", "bench", "--bench", "fairness", "--no-run"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    exes = [p for p in glob.glob("target/release/deps/fairness-*") if not p.endswith(".d")]
-    return max(exes, key=os.path.getmtime)
+    """The fairness bench executable (benches/fairness/main.rs), as cargo reports it (this
+    honours CARGO_TARGET_DIR)."""
+    out = subprocess.run(["cargo", "bench", "--bench", "fairness", "--no-run",
+                          "--message-format=json"],
+                         check=True, capture_output=True, text=True).stdout
+    exes = [m["executable"] for m in map(json.loads, out.splitlines())
+            if m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["name"] == "fairness"]
+    return exes[-1]
 
 
 def profile(exe, imp, iters, tmp):

@@ -10,9 +10,12 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
-/// Records every event's level and fields as text.
+/// An event's level and its fields as text.
+type Captured = (Level, Vec<(String, String)>);
+
+/// Records every event.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(Level, Vec<(String, String)>)>>>);
+struct Capture(Arc<Mutex<Vec<Captured>>>);
 
 struct Fields(Vec<(String, String)>);
 

@@ -309,3 +309,38 @@ fn shrink_races_a_release_and_a_queueing_acquire() {
         assert_at_rest(&limiter, 1);
     });
 }
+
+/// A full queue (k = 1) whose only waiter is dropped while another acquirer races for the
+/// slot: the racer is either refused (slot not yet returned) or queued, the bound holds at
+/// every step, and nothing is left behind.
+#[test]
+fn queue_slot_returned_by_a_cancel_races_a_new_acquirer() {
+    model(4, || {
+        let limiter = Limiter::builder("k1")
+            .capacity(1)
+            .max_queue(Some(1))
+            .build()
+            .unwrap();
+        let held = limiter.try_acquire().unwrap();
+        let waiter = queued(&limiter);
+        let cancel = thread::spawn(move || drop(waiter));
+        let mut racer = Box::pin(limiter.acquire());
+        let queued_racer = match poll_once(&mut racer) {
+            Poll::Pending => true,
+            Poll::Ready(Err(r)) => {
+                assert_eq!(r.reason(), RejectReason::QueueFull);
+                false
+            }
+            Poll::Ready(Ok(_)) => panic!("admitted past a held permit"),
+        };
+        assert!(limiter.waiting() <= 1, "queue bound exceeded");
+        cancel.join().unwrap();
+        assert_eq!(limiter.waiting(), usize::from(queued_racer));
+        drop(held);
+        if queued_racer {
+            assert!(matches!(poll_once(&mut racer), Poll::Ready(Ok(_))));
+        }
+        drop(racer);
+        assert_at_rest(&limiter, 1);
+    });
+}

@@ -168,7 +168,7 @@ fn a_full_manager_refuses_new_keys_with_a_typed_error_and_changes_nothing() {
     let before = manager.snapshot().len();
     let err = manager.limiter(&3).unwrap_err();
     assert_eq!(err, ManagerError::TooManyKeys { max_keys: 2 });
-    assert_eq!(err.to_string().contains("too many keys"), true);
+    assert!(err.to_string().contains("too many keys"));
     assert_eq!(manager.update(3, config(1)), Err(err.clone()));
     assert_eq!(
         err.to_rejected("m".into()).reason(),

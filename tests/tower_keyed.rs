@@ -409,17 +409,17 @@ async fn busy_keys_are_never_evicted() {
 }
 
 #[tokio::test]
-async fn a_request_between_lookup_and_queue_keeps_its_key() {
+async fn a_called_request_keeps_its_key() {
     let manager = LimiterManager::builder("tenants", |_: &u32| config(1))
         .max_keys(1)
         .build()
         .unwrap();
     let (mut svc, _started, _) = harness(&manager);
-    // Key 1's request is called but not yet polled: its limiter is idle, the key is not.
+    // Key 1's request is called (admitted in `call`) but its future is not polled yet.
     svc.ready().await.unwrap();
     let mut first = Box::pin(svc.call(req(1, 1)));
     let limiter = manager.get(&1).unwrap();
-    assert_eq!((limiter.in_flight(), limiter.waiting()), (0, 0));
+    assert_eq!((limiter.in_flight(), limiter.waiting()), (1, 0));
     svc.ready().await.unwrap();
     let err = svc.call(req(2, 2)).now_or_never().unwrap().unwrap_err();
     assert_eq!(reason(&err), RejectReason::TooManyKeys);

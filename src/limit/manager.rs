@@ -1,51 +1,4 @@
-//! [`LimiterManager`]: one [`Limiter`] per key (channel, tenant, peer), cached by configuration.
-//!
-//! # Where configurations come from
-//! A manager is built with a **config provider**, `Fn(&K) -> LimiterConfig`, called (outside
-//! any lock) the first time a key is seen, and again only after the key was evicted or
-//! removed. Configurations change through [`update`](LimiterManager::update) (push: "tenant
-//! 7 now gets 16") or [`limiter_with`](LimiterManager::limiter_with) (pull: every request
-//! brings its channel's current configuration and the limiter is looked up by config
-//! equality, which costs one comparison when nothing changed). A configuration set by
-//! `update` lasts as long as the key does: once an idle key is evicted, the provider decides
-//! again, so a provider that reads the same source as `update` writes to is the robust setup.
-//!
-//! # Changing a key's configuration
-//! * Equal configuration: nothing happens ([`Update::Unchanged`]).
-//! * Only the capacity changed, both old and new positive: the limiter is resized in place
-//!   ([`Limiter::set_capacity`]); work in flight keeps its permits and counts against the new
-//!   capacity ([`Update::Resized`]).
-//! * Anything else (mode, queue settings, name, or a change to or from capacity 0): a new
-//!   limiter takes over the key for new requests, and the old one **drains**: its permits
-//!   return to it (they hold it alive), its queued waiters are served by it, and it is
-//!   reported as [`KeyState::Draining`] by [`snapshot`](LimiterManager::snapshot) until it is
-//!   idle, then never again. Nothing in flight is orphaned or counted twice
-//!   ([`Update::Replaced`]). While it drains, the key admits up to the old limiter's
-//!   in-flight work plus the new capacity.
-//! * Capacity 0 is a passthrough. A change to 0 (or to soft mode) is not "admit nobody": the
-//!   key stops limiting, and the old limiter is switched to passthrough too
-//!   (`set_capacity(0)`, which admits its queued waiters at once) while it drains. A change
-//!   back to `n` starts limiting again with a fresh limiter; the passthrough work still in
-//!   flight drains on the old one.
-//!
-//! # Bounded keys
-//! With [`max_keys`](LimiterManagerBuilder::max_keys), a new key beyond the bound evicts the
-//! least recently used **idle** key (recency is counted in key creations: keys last used
-//! between the same two creations tie): no permits out, no waiters, and no request of the keyed
-//! tower layer between its lookup and its acquisition (the layer holds a lease on the key's
-//! entry for each request). A key that is busy is never evicted; if every key is busy, the new
-//! key gets [`ManagerError::TooManyKeys`] (the keyed layer answers with a
-//! [`Rejected`](crate::limit::Rejected) of reason `TooManyKeys`). Finding the victim scans the
-//! keys: O(`max_keys`) per new key once the bound is reached.
-//!
-//! # Cost of a lookup
-//! A lookup of a known key takes the read side of an `RwLock`, hashes the key and clones an
-//! `Arc`; recency is two relaxed atomic accesses that write only when the key's stamp is
-//! stale. Creating, replacing, removing and evicting take the write side.
-//!
-//! A [`Limiter`] handle returned by the manager stays usable forever, but after an update
-//! that replaces it, a removal or an eviction it is no longer the key's limiter: look the
-//! limiter up per request (it is cheap) rather than caching handles.
+//! The keyed manager: one `Limiter` per key. The rules are documented on [`LimiterManager`].
 
 #[path = "manager_builder.rs"]
 mod builder;
@@ -67,10 +20,55 @@ use crate::sync::{AtomicUsize, Ordering::Relaxed};
 
 type ConfigFor<K> = Arc<dyn Fn(&K) -> LimiterConfig + Send + Sync>;
 
-/// One [`Limiter`] per key, cached by configuration, with draining on change and a bounded,
-/// evicting key set. A cheap `Clone` handle: clones share everything.
+/// One [`Limiter`] per key (channel, tenant, peer), cached by configuration, with draining on
+/// change and a bounded, evicting key set. A cheap `Clone` handle: clones share everything.
 ///
-/// See the [module documentation](self) for the exact rules.
+/// # Where configurations come from
+/// A manager is built with a **config provider**, `Fn(&K) -> LimiterConfig`, called (outside
+/// any lock) the first time a key is seen, and again only after the key was evicted or
+/// removed. Configurations change through [`update`](LimiterManager::update) (push: "tenant
+/// 7 now gets 16") or [`limiter_with`](LimiterManager::limiter_with) (pull: every request
+/// brings its channel's current configuration and the limiter is looked up by config
+/// equality, which costs one comparison when nothing changed). A configuration set by
+/// `update` lasts as long as the key does: once an idle key is evicted, the provider decides
+/// again, so a provider that reads the same source as `update` writes to is the robust setup.
+///
+/// # Changing a key's configuration
+/// * Equal configuration: nothing happens ([`Update::Unchanged`]).
+/// * Only the capacity changed, both old and new positive: the limiter is resized in place
+///   ([`Limiter::set_capacity`]); work in flight keeps its permits and counts against the new
+///   capacity ([`Update::Resized`]).
+/// * Anything else (mode, queue settings, name, or a change to or from capacity 0): a new
+///   limiter takes over the key for new requests, and the old one **drains**: its permits
+///   return to it (they hold it alive), its queued waiters are served by it, and it is
+///   reported as [`KeyState::Draining`] by [`snapshot`](LimiterManager::snapshot) until it is
+///   idle, then never again. Nothing in flight is orphaned or counted twice
+///   ([`Update::Replaced`]). While it drains, the key admits up to the old limiter's
+///   in-flight work plus the new capacity.
+/// * Capacity 0 is a passthrough. A change to 0 (or to soft mode) is not "admit nobody": the
+///   key stops limiting, and the old limiter is switched to passthrough too
+///   (`set_capacity(0)`, which admits its queued waiters at once) while it drains. A change
+///   back to `n` starts limiting again with a fresh limiter; the passthrough work still in
+///   flight drains on the old one.
+///
+/// # Bounded keys
+/// With [`max_keys`](LimiterManagerBuilder::max_keys), a new key beyond the bound evicts the
+/// least recently used **idle** key (recency is counted in key creations: keys last used
+/// between the same two creations tie): no permits out, no waiters, and no request of the keyed
+/// tower layer in progress (the layer holds a lease on the key's entry from its lookup until
+/// the response is done). A key that is busy is never evicted; if every key is busy, the new
+/// key gets [`ManagerError::TooManyKeys`] (the keyed layer answers with a
+/// [`Rejected`](crate::limit::Rejected) of reason `TooManyKeys`). Finding the victim scans the
+/// keys: O(`max_keys`) per new key once the bound is reached.
+///
+/// # Cost of a lookup
+/// A lookup of a known key takes the read side of an `RwLock`, hashes the key and clones an
+/// `Arc`; recency is two relaxed atomic accesses that write only when the key's stamp is
+/// stale. Creating, replacing, removing and evicting take the write side.
+///
+/// A [`Limiter`] handle returned by the manager stays usable forever, but after an update
+/// that replaces it, a removal or an eviction it is no longer the key's limiter: look the
+/// limiter up per request (it is cheap) rather than caching handles.
 ///
 /// # Example
 /// ```
@@ -303,7 +301,7 @@ where
 
     /// Sets the key's configuration: creates the key, leaves it unchanged, resizes its
     /// limiter in place, or replaces it (the old one drains). See the
-    /// [module documentation](self) for which.
+    /// [rules on `LimiterManager`](LimiterManager#changing-a-keys-configuration) for which.
     ///
     /// # Errors
     /// [`ManagerError::TooManyKeys`] if the key is new, `max_keys` is reached and no key is

@@ -41,7 +41,9 @@
 //!   load-balancer scoring and gauges). It never waits and never rejects, unless closed.
 //! * **Capacity 0 is a passthrough**: everything is admitted at once and counted. (Unlike
 //!   `tower::limit::ConcurrencyLimit`, where 0 blocks forever.) Internally it is a virtual
-//!   capacity no workload reaches, so the admission path is the same as in hard mode.
+//!   capacity no workload reaches (a fifth of [`Semaphore::MAX_PERMITS`]: about 6.7
+//!   million on 32-bit targets, far more on 64-bit), so the admission path is the same as
+//!   in hard mode.
 //! * **The queue bound** (`max_queue`): `None` unbounded, `Some(0)` refuse at once with
 //!   [`QueueFull`](RejectReason::QueueFull) when no permit is free, `Some(k)` at most `k`
 //!   waiters. The bound is exact: a waiter first reserves a queue slot by CAS on the waiting
@@ -106,6 +108,7 @@
 //! queue-wait histogram); feature `tracing` emits a `debug` event for every rejection.
 //!
 //! [`Semaphore`]: crate::Semaphore
+//! [`Semaphore::MAX_PERMITS`]: crate::Semaphore::MAX_PERMITS
 
 mod acquire;
 mod capacity;

@@ -7,14 +7,17 @@
 //!
 //! Both differ from `tower::limit::ConcurrencyLimit` in the same ways:
 //!
-//! * **`poll_ready` never takes a permit.** It forwards the inner service's readiness; the
-//!   wait for a permit happens inside the response future. An idle, ready service (or clone,
-//!   or keep-alive connection) holds nothing; an outer `tower::timeout::Timeout` or
-//!   `tokio::time::timeout` covers the queue wait; dropping a request removes its waiter.
-//! * **`call` moves the readied inner service into the response future** and leaves a clone
-//!   behind, as tower's contract requires of a service that calls its inner service later.
-//!   The inner service must therefore be `Clone` (wrap it in `tower::buffer::Buffer` if it
-//!   is not).
+//! * **`poll_ready` never takes a permit.** It forwards the inner service's readiness. An
+//!   idle, ready service (or clone, or keep-alive connection) holds nothing.
+//! * **`call` admits, refuses, or queues.** A free permit admits the request at once; a
+//!   full queue or a closed limiter refuses it at once; otherwise it joins the FIFO queue
+//!   right in `call`, so requests are admitted **in the order they were called**, however
+//!   their futures are spawned and polled. The wait happens in the response future: an outer
+//!   `tower::timeout::Timeout` or `tokio::time::timeout` covers it, and dropping the request
+//!   removes its waiter.
+//! * **A queued request carries the readied inner service**, leaving a clone behind, as
+//!   tower's contract requires of a service that calls its inner service later. The inner
+//!   service must therefore be `Clone` (wrap it in `tower::buffer::Buffer` if it is not).
 //! * **Typed rejections.** A bounded queue (`max_queue`), a queue timeout, a closed limiter
 //!   or a refused key fail the request with a [`BoxError`] holding a
 //!   [`Rejected`](crate::limit::Rejected): `err.downcast_ref::<Rejected>()` gives its
@@ -26,9 +29,8 @@
 //!   one permit spans every attempt. Nothing is shared between attempts, so a retry cannot
 //!   leak or double-release a permit.
 //!
-//! FIFO: requests are admitted in the order their response futures first reach the
-//! limiter's queue (the first poll), and a released permit goes straight to the oldest
-//! waiter.
+//! With a `queue_timeout`, `call` must run inside a tokio runtime: it may start the queue
+//! timer.
 
 pub mod concurrency;
 pub mod keyed;

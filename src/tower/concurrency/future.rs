@@ -1,25 +1,84 @@
-//! The response future of [`ConcurrencyLimit`](super::ConcurrencyLimit): wait for a permit,
-//! then run the inner call while holding it.
+//! The response future of [`ConcurrencyLimit`](super::ConcurrencyLimit), and the admission
+//! step both middlewares run in `call`.
 
 use core::fmt;
 use core::future::Future;
+use core::mem;
 use core::pin::Pin;
-use core::task::{ready, Context, Poll};
+use core::task::{ready, Context, Poll, Waker};
+use std::boxed::Box;
 
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::limit::{Acquire, LimitPermit};
+use crate::limit::{Acquire, LimitPermit, Limiter, Rejected};
 use crate::tower::BoxError;
+
+/// A heap slot for an acquire future, reused across calls of one service (`Pin::set`), so
+/// that the admission step allocates only when a request really has to wait.
+pub(crate) type AcquireSlot = Option<Pin<Box<Acquire>>>;
+
+/// The admission step of `call`: tries `limiter` at once and, if the request must wait,
+/// joins the queue **now**, so requests are admitted in the order they were called (not in
+/// the order their futures happen to be polled first).
+///
+/// * Admitted at once: calls the readied `inner` right here and holds the permit in the
+///   future; `inner` stays in place (no clone).
+/// * Refused at once (`QueueFull`, `Closed`): the future fails; `inner` is not called.
+/// * Queued: the readied `inner` moves into the future with the request, a clone stays in
+///   its place, and the inner call happens once the permit is granted.
+///
+/// The first poll uses a no-op waker; the response future's first poll installs the real
+/// one (the queue keeps the latest waker), and a permit granted in between is found then.
+pub(crate) fn admit<S, Req>(
+    limiter: &Limiter,
+    slot: &mut AcquireSlot,
+    inner: &mut S,
+    request: Req,
+) -> ResponseFuture<S, Req>
+where
+    S: Service<Req> + Clone,
+{
+    let mut acquire = match slot.take() {
+        Some(mut reused) => {
+            reused.as_mut().set(limiter.acquire());
+            reused
+        }
+        None => Box::pin(limiter.acquire()),
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    match acquire.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(permit)) => {
+            *slot = Some(acquire);
+            ResponseFuture::running(inner.call(request), permit)
+        }
+        Poll::Ready(Err(rejected)) => {
+            *slot = Some(acquire);
+            ResponseFuture::refused(rejected)
+        }
+        Poll::Pending => {
+            let fresh = inner.clone();
+            let readied = mem::replace(inner, fresh);
+            ResponseFuture {
+                state: State::Acquiring {
+                    acquire,
+                    service: readied,
+                    request,
+                },
+            }
+        }
+    }
+}
 
 pin_project! {
     /// The future returned by [`ConcurrencyLimit::call`](super::ConcurrencyLimit).
     ///
-    /// It first waits for a permit (in the limiter's FIFO queue, bounded by its `max_queue`
-    /// and `queue_timeout`), then calls the inner service it carries and drives that call.
-    /// The permit is released as soon as the inner future completes, or when this future is
-    /// dropped, whichever comes first. Dropping it while it waits removes its waiter from the
-    /// queue; nothing is left behind.
+    /// `call` already tried the limiter: the request was admitted (and the inner service
+    /// called), refused, or queued in FIFO order. A queued request waits here (bounded by
+    /// the limiter's `max_queue` and `queue_timeout`, or an outer timeout), then calls the
+    /// readied inner service it carries. The permit is released as soon as the inner future
+    /// completes, or when this future is dropped, whichever comes first. Dropping it while
+    /// it waits removes its waiter from the queue; nothing is left behind.
     ///
     /// # Errors
     /// A rejection (`QueueFull`, `QueueTimeout`, `DeadlineExceeded`, `Closed`) resolves to
@@ -38,11 +97,10 @@ pin_project! {
     #[project = StateProj]
     #[project_replace = StateProjReplace]
     enum State<S, Req, F> {
-        // The readied inner service and the request wait here with the acquire future:
-        // the inner service is called only once a permit is held.
+        // Queued: the readied inner service and the request wait with the acquire future
+        // (boxed: it is a queue node and must not move).
         Acquiring {
-            #[pin]
-            acquire: Acquire,
+            acquire: Pin<Box<Acquire>>,
             service: S,
             request: Req,
         },
@@ -52,6 +110,9 @@ pin_project! {
             future: F,
             permit: Option<LimitPermit>,
         },
+        Refused {
+            rejected: Rejected,
+        },
         Done,
     }
 }
@@ -60,14 +121,18 @@ impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
 {
-    /// A future that waits on `acquire`, then calls the (already readied) `service`.
-    pub(crate) fn new(acquire: Acquire, service: S, request: Req) -> Self {
+    fn running(future: S::Future, permit: LimitPermit) -> Self {
         ResponseFuture {
-            state: State::Acquiring {
-                acquire,
-                service,
-                request,
+            state: State::Running {
+                future,
+                permit: Some(permit),
             },
+        }
+    }
+
+    pub(crate) fn refused(rejected: Rejected) -> Self {
+        ResponseFuture {
+            state: State::Refused { rejected },
         }
     }
 }
@@ -84,15 +149,13 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Acquiring { acquire, .. } => {
-                    let permit = match ready!(acquire.poll(cx)) {
+                    let permit = match ready!(acquire.as_mut().poll(cx)) {
                         Ok(permit) => permit,
                         Err(rejected) => {
                             state.set(State::Done);
                             return Poll::Ready(Err(rejected.into()));
                         }
                     };
-                    // Move the readied service and the request out; the spent acquire
-                    // future is dropped in place.
                     let StateProjReplace::Acquiring {
                         mut service,
                         request,
@@ -115,6 +178,14 @@ where
                     state.set(State::Done);
                     return Poll::Ready(output.map_err(Into::into));
                 }
+                StateProj::Refused { .. } => {
+                    let StateProjReplace::Refused { rejected } =
+                        state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Refused a moment ago")
+                    };
+                    return Poll::Ready(Err(rejected.into()));
+                }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
@@ -129,6 +200,7 @@ where
         let state = match self.state {
             State::Acquiring { .. } => "acquiring",
             State::Running { .. } => "running",
+            State::Refused { .. } => "refused",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")

@@ -6,5 +6,6 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
+pub(crate) use future::{admit, AcquireSlot};
 pub use layer::ConcurrencyLimitLayer;
 pub use service::ConcurrencyLimit;

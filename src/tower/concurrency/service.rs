@@ -1,11 +1,11 @@
 //! [`ConcurrencyLimit`]: the service that admits each request through a shared [`Limiter`].
 
-use core::mem;
+use core::fmt;
 use core::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{admit, AcquireSlot, ResponseFuture};
 use crate::limit::Limiter;
 use crate::tower::BoxError;
 
@@ -15,13 +15,18 @@ use crate::tower::BoxError;
 ///
 /// * `poll_ready` forwards the inner service's readiness and nothing else: a ready but idle
 ///   service (or clone, or keep-alive connection) never holds a permit.
-/// * `call` moves the readied inner service into the [`ResponseFuture`], leaving a clone behind
-///   (the clone must be polled ready before its own `call`, as tower requires). The future
-///   waits for a permit in the limiter's FIFO queue, so an outer timeout covers the wait and
-///   dropping the request removes its waiter.
+/// * `call` tries the limiter. A free permit admits the request at once and the readied
+///   inner service is called right there. Otherwise the request joins the limiter's FIFO
+///   queue **in `call`** (so requests are admitted in the order they were called), and the
+///   readied inner service moves into the [`ResponseFuture`] with it, leaving a clone behind
+///   (which must be polled ready before its own `call`, as tower requires). The wait itself
+///   happens in the response future: an outer timeout covers it, and dropping the request
+///   removes its waiter. A full queue or a closed limiter fails the future at once.
 /// * The permit is released when the response future completes or is dropped. A retry layer
 ///   *outside* this service therefore takes one permit per attempt; a retry layer *inside* it
 ///   runs all attempts under one permit.
+/// * With a `queue_timeout`, `call` must run inside a tokio runtime (it may start the
+///   queue timer), as tower services are.
 ///
 /// Clones share the limiter: it bounds them together.
 ///
@@ -43,10 +48,26 @@ use crate::tower::BoxError;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
 pub struct ConcurrencyLimit<S> {
     inner: S,
     limiter: Limiter,
+    // Reused for every call of this instance; a clone starts without one.
+    slot: AcquireSlot,
+}
+
+impl<S: Clone> Clone for ConcurrencyLimit<S> {
+    fn clone(&self) -> Self {
+        ConcurrencyLimit::new(self.inner.clone(), self.limiter.clone())
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ConcurrencyLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrencyLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .finish()
+    }
 }
 
 impl<S> ConcurrencyLimit<S> {
@@ -60,7 +81,11 @@ impl<S> ConcurrencyLimit<S> {
     /// assert_eq!(svc.limiter().capacity(), 8);
     /// ```
     pub fn new(inner: S, limiter: Limiter) -> Self {
-        ConcurrencyLimit { inner, limiter }
+        ConcurrencyLimit {
+            inner,
+            limiter,
+            slot: None,
+        }
     }
 
     /// The limiter this service admits through: `in_flight()`, `waiting()`, `capacity()`, ...
@@ -129,10 +154,6 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        // The readied instance goes with the request; the clone left behind is not ready
-        // yet, which is what tower's contract expects after a `call`.
-        let fresh = self.inner.clone();
-        let readied = mem::replace(&mut self.inner, fresh);
-        ResponseFuture::new(self.limiter.acquire(), readied, request)
+        admit(&self.limiter, &mut self.slot, &mut self.inner, request)
     }
 }

@@ -9,7 +9,6 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::limit::manager::Lease;
-use crate::limit::Rejected;
 use crate::tower::concurrency;
 use crate::tower::BoxError;
 
@@ -18,19 +17,19 @@ pin_project! {
     /// admits the request exactly as [`concurrency::ResponseFuture`] does, or the manager
     /// refused the key ([`RejectReason::TooManyKeys`](crate::limit::RejectReason)).
     ///
-    /// While this future lives, the key counts as busy and is never evicted.
+    /// While this future lives, its key counts as busy and is never evicted.
     ///
     /// # Errors
-    /// A [`BoxError`] holding a [`Rejected`] (downcastable) for a refused key or a refused
-    /// acquisition; otherwise the inner service's error, converted.
+    /// A [`BoxError`] holding a [`Rejected`](crate::limit::Rejected) (downcastable) for a
+    /// refused key or a refused acquisition; otherwise the inner service's error, converted.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
     {
         #[pin]
-        admitted: Option<concurrency::ResponseFuture<S, Req>>,
-        refused: Option<Rejected>,
-        // Keeps the key's entry busy (not evictable) until the response is done.
+        inner: concurrency::ResponseFuture<S, Req>,
+        // Keeps the key's entry busy (not evictable) until the response is done, including
+        // the instants inside a grant where the limiter counts neither a waiter nor a permit.
         lease: Option<Lease>,
     }
 }
@@ -39,20 +38,8 @@ impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
 {
-    pub(crate) fn admitted(lease: Lease, inner: concurrency::ResponseFuture<S, Req>) -> Self {
-        ResponseFuture {
-            admitted: Some(inner),
-            refused: None,
-            lease: Some(lease),
-        }
-    }
-
-    pub(crate) fn refused(rejected: Rejected) -> Self {
-        ResponseFuture {
-            admitted: None,
-            refused: Some(rejected),
-            lease: None,
-        }
+    pub(crate) fn new(lease: Option<Lease>, inner: concurrency::ResponseFuture<S, Req>) -> Self {
+        ResponseFuture { inner, lease }
     }
 }
 
@@ -65,20 +52,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.admitted.as_pin_mut() {
-            Some(admitted) => {
-                let output = ready!(admitted.poll(cx));
-                *this.lease = None;
-                Poll::Ready(output)
-            }
-            None => {
-                let rejected = this
-                    .refused
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Err(rejected.into()))
-            }
-        }
+        let output = ready!(this.inner.poll(cx));
+        *this.lease = None;
+        Poll::Ready(output)
     }
 }
 
@@ -88,8 +64,8 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("admitted", &self.admitted)
-            .field("refused", &self.refused)
+            .field("inner", &self.inner)
+            .field("leased", &self.lease.is_some())
             .finish()
     }
 }

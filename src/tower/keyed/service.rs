@@ -2,7 +2,6 @@
 
 use core::fmt;
 use core::hash::Hash;
-use core::mem;
 use core::task::{Context, Poll};
 use std::sync::Arc;
 
@@ -10,13 +9,15 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use crate::limit::LimiterManager;
-use crate::tower::{concurrency, BoxError};
+use crate::tower::concurrency::{self, admit, AcquireSlot};
+use crate::tower::BoxError;
 
 /// Admits every request through the limiter of its key: `key_fn(&request)` picks the key,
 /// the [`LimiterManager`] supplies (or creates) the key's limiter.
 ///
-/// Readiness, the move of the readied inner service into the future, the FIFO wait and the
-/// release are exactly those of [`ConcurrencyLimit`](crate::tower::ConcurrencyLimit). A key
+/// Readiness, admission in `call` (at once, refused, or queued in call order with the readied
+/// inner service moved into the future), the wait and the release are exactly those of
+/// [`ConcurrencyLimit`](crate::tower::ConcurrencyLimit). A key
 /// the manager refuses (`max_keys` reached, every key busy) fails at once with a
 /// [`Rejected`](crate::limit::Rejected) of reason
 /// [`TooManyKeys`](crate::limit::RejectReason::TooManyKeys); the inner service is then not
@@ -27,6 +28,8 @@ pub struct KeyedLimit<S, K, F> {
     inner: S,
     manager: LimiterManager<K>,
     key_fn: Arc<F>,
+    // Reused for every call of this instance (across keys); a clone starts without one.
+    slot: AcquireSlot,
 }
 
 impl<S, K, F> KeyedLimit<S, K, F> {
@@ -35,6 +38,7 @@ impl<S, K, F> KeyedLimit<S, K, F> {
             inner,
             manager,
             key_fn,
+            slot: None,
         }
     }
 
@@ -98,11 +102,11 @@ impl<S, K, F> KeyedLimit<S, K, F> {
 
 impl<S: Clone, K, F> Clone for KeyedLimit<S, K, F> {
     fn clone(&self) -> Self {
-        KeyedLimit {
-            inner: self.inner.clone(),
-            manager: self.manager.clone(),
-            key_fn: self.key_fn.clone(),
-        }
+        KeyedLimit::new(
+            self.inner.clone(),
+            self.manager.clone(),
+            self.key_fn.clone(),
+        )
     }
 }
 
@@ -135,14 +139,12 @@ where
         let key = (self.key_fn)(&request);
         match self.manager.lease(&key) {
             Ok(lease) => {
-                let fresh = self.inner.clone();
-                let readied = mem::replace(&mut self.inner, fresh);
-                let acquire = lease.limiter().acquire();
-                let admitted = concurrency::ResponseFuture::new(acquire, readied, request);
-                ResponseFuture::admitted(lease, admitted)
+                let admitted = admit(lease.limiter(), &mut self.slot, &mut self.inner, request);
+                ResponseFuture::new(Some(lease), admitted)
             }
             Err(error) => {
-                ResponseFuture::refused(error.to_rejected(self.manager.shared_name().clone()))
+                let rejected = error.to_rejected(self.manager.shared_name().clone());
+                ResponseFuture::new(None, concurrency::ResponseFuture::refused(rejected))
             }
         }
     }

@@ -1,0 +1,212 @@
+//! `fairgate::tower::ConcurrencyLimit` beside tower's own limiters, in one run.
+//!
+//! * `uncontended/*`: per-request overhead of `ready().await` + `call().await` on one service
+//!   instance when the limit is never reached (capacity 1024, one caller, tokio current-thread
+//!   runtime): no limit, `tower::limit::ConcurrencyLimit`, ours (unbounded queue, bounded queue,
+//!   keyed over 16 keys, capacity 0 = passthrough). Goal: ours ≤ 1.0× tower's.
+//! * `primitive/*`: the permit primitives alone (tokio's semaphore, ours, our `Limiter`),
+//!   to separate the limiter's cost from the layer's.
+//! * `contended/*`: 64 tasks on a 2-worker tokio runtime share capacity 4; every request holds
+//!   its permit across one `yield_now` (a scheduling point, as real I/O would be). Ours with a
+//!   bounded queue (64) vs tower's `LoadShed → Buffer(64) → ConcurrencyLimit(4)` stack, the
+//!   tower-native way to get "bounded queue, reject when full". Time per request.
+//!
+//! `cargo bench --features tower --bench limit`; ratios: see BENCHMARKS.md. (The issue also
+//! names `tower-resilience-bulkhead`; it is not a dependency of this crate, so it is not here.)
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use fairgate::limit::{Limiter, LimiterConfig, LimiterManager};
+use fairgate::tower::{ConcurrencyLimit, KeyedLimitLayer};
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+
+const TASKS: u64 = 64;
+const CAPACITY: usize = 4;
+
+fn plus_one(x: u64) -> Ready<Result<u64, Infallible>> {
+    ready(Ok(x.wrapping_add(1)))
+}
+
+/// `iters` requests, one after another, on one service instance.
+async fn sequential<S>(svc: &mut S, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    let start = Instant::now();
+    for i in 0..iters {
+        let svc = svc.ready().await.unwrap();
+        black_box(svc.call(black_box(i)).await.unwrap());
+    }
+    start.elapsed()
+}
+
+fn uncontended(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("uncontended");
+    group.bench_function("no_limit", |b| {
+        let mut svc = service_fn(plus_one);
+        b.iter_custom(|iters| rt.block_on(sequential(&mut svc, iters)))
+    });
+    group.bench_function("tower_concurrency_limit", |b| {
+        let mut svc = tower::limit::ConcurrencyLimit::new(service_fn(plus_one), 1024);
+        b.iter_custom(|iters| rt.block_on(sequential(&mut svc, iters)))
+    });
+    let ours = |limiter: Limiter| ConcurrencyLimit::new(service_fn(plus_one), limiter);
+    group.bench_function("fairgate", |b| {
+        let mut svc = ours(Limiter::builder("bench").capacity(1024).build().unwrap());
+        b.iter_custom(|iters| rt.block_on(sequential(&mut svc, iters)))
+    });
+    group.bench_function("fairgate_bounded_queue", |b| {
+        let limiter = Limiter::builder("bench")
+            .capacity(1024)
+            .max_queue(Some(64))
+            .build()
+            .unwrap();
+        let mut svc = ours(limiter);
+        b.iter_custom(|iters| rt.block_on(sequential(&mut svc, iters)))
+    });
+    group.bench_function("fairgate_keyed_16_keys", |b| {
+        // The keyed layer over a manager holding 16 keys: adds the per-request lookup.
+        let manager = LimiterManager::new("bench", |_: &u64| {
+            LimiterConfig::builder("key")
+                .capacity(1024)
+                .config()
+                .unwrap()
+        });
+        let mut svc = KeyedLimitLayer::new(manager, |x: &u64| *x % 16).layer(service_fn(plus_one));
+        b.iter_custom(|iters| rt.block_on(sequential(&mut svc, iters)))
+    });
+    group.bench_function("fairgate_passthrough", |b| {
+        let mut svc = ours(Limiter::builder("bench").capacity(0).build().unwrap());
+        b.iter_custom(|iters| rt.block_on(sequential(&mut svc, iters)))
+    });
+    group.finish();
+}
+
+/// The primitives under the two layers, without any tower machinery: take a permit and
+/// return it. Separates the limiter's own cost from the layer's.
+fn primitives(c: &mut Criterion) {
+    let mut group = c.benchmark_group("primitive");
+    group.bench_function("tokio_semaphore_try_acquire_owned", |b| {
+        let sem = Arc::new(tokio::sync::Semaphore::new(1024));
+        b.iter(|| drop(black_box(sem.clone().try_acquire_owned().unwrap())))
+    });
+    group.bench_function("fairgate_semaphore_try_acquire_owned", |b| {
+        let sem = Arc::new(fairgate::Semaphore::new(1024));
+        b.iter(|| drop(black_box(sem.clone().try_acquire_owned().unwrap())))
+    });
+    group.bench_function("fairgate_limiter_try_acquire", |b| {
+        let limiter = Limiter::builder("bench").capacity(1024).build().unwrap();
+        b.iter(|| drop(black_box(limiter.try_acquire().unwrap())))
+    });
+    group.finish();
+}
+
+/// A request that holds its permit across one scheduling point.
+async fn work(x: u64) -> Result<u64, Infallible> {
+    tokio::task::yield_now().await;
+    Ok(x.wrapping_add(1))
+}
+
+/// `iters` requests spread over 64 tasks, each with its own clone of `svc`; returns the
+/// elapsed time and counts refusals (which a queue of 64 should never need).
+fn contended_run<S>(
+    rt: &tokio::runtime::Runtime,
+    svc: &S,
+    iters: u64,
+    refused: &AtomicUsize,
+) -> Duration
+where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let mut svc = svc.clone();
+                let n = iters / TASKS + u64::from(t < iters % TASKS);
+                tokio::spawn(async move {
+                    let mut refused = 0;
+                    for i in 0..n {
+                        let Ok(ready) = svc.ready().await else {
+                            refused += 1;
+                            continue;
+                        };
+                        match ready.call(i).await {
+                            Ok(v) => {
+                                black_box(v);
+                            }
+                            Err(_) => refused += 1,
+                        }
+                    }
+                    refused
+                })
+            })
+            .collect();
+        for t in tasks {
+            refused.fetch_add(t.await.unwrap(), Relaxed);
+        }
+        start.elapsed()
+    })
+}
+
+fn contended(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("contended");
+    let refused_ours = Arc::new(AtomicUsize::new(0));
+    let refused_tower = Arc::new(AtomicUsize::new(0));
+
+    group.bench_function("fairgate_bounded_queue", |b| {
+        let limiter = Limiter::builder("bench")
+            .capacity(CAPACITY)
+            .max_queue(Some(TASKS as usize))
+            .build()
+            .unwrap();
+        let svc = ConcurrencyLimit::new(service_fn(work), limiter);
+        b.iter_custom(|iters| contended_run(&rt, &svc, iters, &refused_ours))
+    });
+    group.bench_function("tower_loadshed_buffer_limit", |b| {
+        // Built inside the runtime: the buffer spawns its worker task.
+        let svc = rt.block_on(async {
+            ServiceBuilder::new()
+                .load_shed()
+                .buffer(TASKS as usize)
+                .concurrency_limit(CAPACITY)
+                .service(service_fn(work))
+        });
+        b.iter_custom(|iters| contended_run(&rt, &svc, iters, &refused_tower))
+    });
+    group.finish();
+    eprintln!(
+        "contended: refused requests: fairgate {}, tower stack {}",
+        refused_ours.load(Relaxed),
+        refused_tower.load(Relaxed)
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = primitives, uncontended, contended
+}
+criterion_main!(benches);
