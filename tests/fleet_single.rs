@@ -65,7 +65,9 @@ async fn uncontended_admission_is_one_round_trip_and_leaves_no_state() {
         return;
     };
     tokio::time::timeout(LIMIT, async {
-        let l = fleet(&server, "solo", 3).await;
+        // Releases are asynchronous (a background task): the cap leaves room for a few
+        // not yet processed, so that no acquire ever finds the cap full.
+        let l = fleet(&server, "solo", 16).await;
         for _ in 0..50 {
             let p = l.acquire().await.unwrap();
             assert!(!p.is_degraded());
@@ -184,8 +186,17 @@ async fn dropped_waiters_and_heads_leak_no_ticket_or_lease() {
         return;
     };
     tokio::time::timeout(LIMIT, async {
-        let a = fleet(&server, "cancel", 1).await;
-        let b = fleet(&server, "cancel", 1).await;
+        // A long waiter TTL: a leaked ticket would stay for 30 s, far past the checks.
+        let long = |_| async {
+            FleetLimiter::builder("cancel", local(1))
+                .lease_ttl(Duration::from_millis(1500))
+                .call_timeout(Duration::from_millis(300))
+                .waiter_ttl(Duration::from_secs(30))
+                .wake_client(server.client())
+                .build(conn(&server).await)
+                .unwrap()
+        };
+        let (a, b) = (long(()).await, long(()).await);
         let held = a.acquire().await.unwrap();
         // b: one head waiting in Redis, more in b's local queue; a: local waiters too.
         let mut waiting = Vec::new();
@@ -204,7 +215,12 @@ async fn dropped_waiters_and_heads_leak_no_ticket_or_lease() {
         for t in waiting {
             assert!(t.await.unwrap_err().is_cancelled());
         }
+        let start = std::time::Instant::now();
         settle(&a, 1, 0).await;
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "ticket left behind"
+        );
         assert_eq!(a.local().waiting(), 0);
         assert_eq!(b.local().in_flight(), 0);
         drop(held);
@@ -306,6 +322,87 @@ async fn a_dead_holders_leases_expire_and_state_is_bounded() {
         );
         drop(got);
         settle(&survivor, 0, 0).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_of_different_processes_are_served_in_ticket_order() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    tokio::time::timeout(LIMIT, async {
+        let a = fleet(&server, "fifo", 1).await;
+        let b = fleet(&server, "fifo", 1).await;
+        let c = fleet(&server, "fifo", 1).await;
+        let held = a.acquire().await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        for (name, l) in [("b", &b), ("c", &c)] {
+            let (l, tx) = (l.clone(), tx.clone());
+            tasks.push(tokio::spawn(async move {
+                let p = l.acquire().await.unwrap();
+                tx.send(name).unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(p);
+            }));
+            // b takes its ticket before c does.
+            settle(&a, 1, if name == "b" { 1 } else { 2 }).await;
+        }
+        drop(held);
+        assert_eq!(rx.recv().await, Some("b"));
+        assert_eq!(rx.recv().await, Some("c"));
+        for t in tasks {
+            t.await.unwrap();
+        }
+        settle(&a, 0, 0).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_dropped_while_its_call_is_in_flight_leaks_no_lease() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    tokio::time::timeout(LIMIT, async {
+        // A long TTL: a leaked lease would stay for 10 s, far past the check below.
+        let l = FleetLimiter::builder("inflight", local(2))
+            .lease_ttl(Duration::from_secs(10))
+            .call_timeout(Duration::from_millis(2000))
+            .build(conn(&server).await)
+            .unwrap();
+        drop(l.acquire().await.unwrap()); // scripts loaded, connection up
+        settle(&l, 0, 0).await;
+        let mut admin = conn(&server).await;
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(400)
+            .arg("WRITE")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        // The acquire call is sent and held by the pause; the head is dropped meanwhile.
+        // After the pause the call grants a lease nobody will ever hold: the dropped
+        // head's guard must have released it.
+        let pending = tokio::spawn({
+            let l = l.clone();
+            async move { l.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pending.abort();
+        assert!(pending.await.unwrap_err().is_cancelled());
+        assert!(l.counters().acquire_calls >= 2);
+        let start = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        settle(&l, 0, 0).await;
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "lease left until its TTL"
+        );
+        assert_eq!(l.local().in_flight(), 0);
     })
     .await
     .unwrap();
