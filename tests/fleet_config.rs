@@ -126,3 +126,15 @@ fn build_outside_a_runtime_is_refused() {
         .unwrap_err();
     assert_eq!(e, FleetConfigError::EmptyKey);
 }
+
+#[test]
+fn public_types_are_send_sync_and_static() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<FleetLimiter>();
+    check::<fairgate::fleet::FleetPermit>();
+    check::<fairgate::fleet::FleetRejected>();
+    check::<FleetConfigError>();
+    fn boxable<E: std::error::Error + Send + Sync + 'static>() {}
+    boxable::<fairgate::fleet::FleetRejected>();
+    boxable::<FleetConfigError>();
+}

@@ -49,7 +49,10 @@
 //! # Connections and keys
 //! You bring the connection: anything implementing [`FleetConnection`], such as
 //! [`redis::aio::ConnectionManager`] or [`redis::aio::MultiplexedConnection`], built with
-//! whatever TLS or sentinel setup you use. Keys are `<prefix>:{<key>}:<name>`: one hash tag
+//! whatever TLS or sentinel setup you use. Prefer the `ConnectionManager`: it reconnects by
+//! itself after a dropped connection, where a bare `MultiplexedConnection` stays broken (the
+//! limiter then stays in its fail mode). Cluster connections are not tested yet; the keys
+//! are laid out for them already. Keys are `<prefix>:{<key>}:<name>`: one hash tag
 //! per limiter, so all its keys land on one cluster slot. Expired leases and waiters are
 //! reclaimed by every call and the sets carry a key expiry, so no state is left behind
 //! after holders die (only two counters and the epoch stay).
