@@ -185,3 +185,36 @@ async fn restart_without_persistence_does_not_admit_past_the_cap() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_longer_than_the_ttl_is_reported_as_lost_leases() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    tokio::time::timeout(LIMIT, async {
+        let l = fleet(&server, "longpause", 2, FailMode::Closed).await;
+        let p = l.acquire().await.unwrap();
+        // The server sleeps past the lease's expiry (TTL 1.5 s): by its own clock the
+        // lease is gone when it wakes, and the next renewal must say so.
+        server.pause();
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        server.resume();
+        let start = Instant::now();
+        while !p.is_lost() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                l.counters()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(l.counters().leases_lost, 1);
+        // Not re-acquired behind the user's back.
+        assert_eq!(l.fleet_snapshot().await.unwrap().in_flight, 0);
+        drop(p);
+        let again = acquire_lease(&l, Duration::from_secs(5)).await;
+        assert!(!again.is_lost());
+    })
+    .await
+    .unwrap();
+}
