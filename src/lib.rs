@@ -73,6 +73,9 @@ pub mod http;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 
+#[cfg(feature = "tonic")]
+pub mod tonic;
+
 /// The README's examples run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
