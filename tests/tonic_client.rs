@@ -346,7 +346,9 @@ async fn one_limiter_caps_two_channels_and_capacity_zero_is_a_passthrough() {
 async fn hundreds_of_random_cancels_leak_nothing() {
     bounded(async {
         let server = serve_plain(TestService::default());
-        let limiter = limiter("leak", 3, None);
+        let paths = Arc::new(Paths::default());
+        let config = Limiter::builder("leak").capacity(3).config().unwrap();
+        let limiter = Limiter::with_observer(config, Arc::clone(&paths) as Arc<dyn Observer>);
         let ch = channel(server.addr).await;
         let mut seed = 0x5eed_u64;
         let mut below = move |n: u64| {
@@ -358,7 +360,7 @@ async fn hundreds_of_random_cancels_leak_nothing() {
         let mut tasks = Vec::new();
         for id in 0..300u64 {
             let grpc = limited(&limiter, ch.clone());
-            let give_up = Duration::from_millis(below(30));
+            let give_up = Duration::from_millis(below(250));
             let streaming = below(3) == 0;
             let delay = below(15);
             let keep = below(4) as usize;
@@ -383,6 +385,12 @@ async fn hundreds_of_random_cancels_leak_nothing() {
         }
         assert_eq!(limiter.in_flight(), 0);
         assert_eq!(limiter.waiting(), 0);
+        let (at_once, after_wait, canceled) = paths.counts();
+        assert!(
+            at_once > 0 && after_wait > 0 && canceled > 0,
+            "{:?}",
+            paths.counts()
+        );
         let fresh = channel(server.addr).await;
         unary(limited(&limiter, fresh), unary_call(1000, 0), None)
             .await

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common_tonic::*;
-use fairgate::limit::{Limiter, MetricsObserver};
+use fairgate::limit::{Limiter, MetricsObserver, Observer};
 use fairgate::tonic::{QueueTimeoutCode, ServerLimitLayer, REJECT_REASON_KEY};
 use rand_free::Lcg;
 use tonic::client::Grpc;
@@ -378,23 +378,27 @@ async fn capacity_zero_is_a_passthrough() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_random_cancels_leak_nothing() {
     bounded(async {
-        let limiter = limiter("leak", 2, None);
+        let paths = Arc::new(Paths::default());
+        let config = Limiter::builder("leak").capacity(2).config().unwrap();
+        let limiter = Limiter::with_observer(config, Arc::clone(&paths) as Arc<dyn Observer>);
         let server = serve_limited(
             ServerLimitLayer::new(limiter.clone()),
             TestService::default(),
         );
         let channels = [channel(server.addr).await, channel(server.addr).await];
         let mut rng = Lcg(0x5eed);
+        let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let mut tasks = Vec::new();
         for id in 0..300u64 {
             let ch = channels[(id % 2) as usize].clone();
-            let give_up = Duration::from_millis(rng.below(30));
+            let give_up = Duration::from_millis(rng.below(250));
             let streaming = rng.below(3) == 0;
             let delay = rng.below(15);
             let keep = rng.below(4) as usize;
+            let errors = Arc::clone(&errors);
             tasks.push(tokio::spawn(async move {
                 if streaming {
-                    let _ = tokio::time::timeout(give_up, async {
+                    let _r = tokio::time::timeout(give_up, async {
                         let mut s = stream(Grpc::new(ch), stream_call(id, 50, delay)).await?;
                         for _ in 0..keep {
                             s.message().await?;
@@ -402,12 +406,18 @@ async fn hundreds_of_random_cancels_leak_nothing() {
                         Ok::<_, tonic::Status>(())
                     })
                     .await;
+                    if let Ok(Err(e)) = _r {
+                        errors.lock().unwrap().push(format!("{e:?}"));
+                    }
                 } else {
-                    let _ = tokio::time::timeout(
+                    let r = tokio::time::timeout(
                         give_up,
                         unary(Grpc::new(ch), unary_call(id, delay), None),
                     )
                     .await;
+                    if let Ok(Err(e)) = r {
+                        errors.lock().unwrap().push(format!("{e:?}"));
+                    }
                 }
             }));
         }
@@ -418,6 +428,15 @@ async fn hundreds_of_random_cancels_leak_nothing() {
             limiter.in_flight() == 0 && limiter.waiting() == 0
         })
         .await;
+        // Every path was taken: admitted at once, admitted after a wait, abandoned in the
+        // queue.
+        let (at_once, after_wait, canceled) = paths.counts();
+        assert!(
+            at_once > 0 && after_wait > 0 && canceled > 0,
+            "{:?}, call errors: {:?}",
+            paths.counts(),
+            errors.lock().unwrap().iter().take(5).collect::<Vec<_>>()
+        );
         // Still fully usable (on a fresh connection: h2's reset-flood guard may close one
         // that saw hundreds of cancels).
         unary(

@@ -370,3 +370,36 @@ pub fn reason(status: &Status) -> &str {
         .map(|v| v.to_str().unwrap())
         .unwrap_or("<none>")
 }
+
+/// Counts the paths acquisitions took.
+#[derive(Default)]
+pub struct Paths {
+    at_once: AtomicUsize,
+    after_wait: AtomicUsize,
+    canceled: AtomicUsize,
+}
+
+impl Paths {
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.at_once.load(Ordering::SeqCst),
+            self.after_wait.load(Ordering::SeqCst),
+            self.canceled.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl fairgate::limit::Observer for Paths {
+    fn on_acquired(&self, _limiter: &str, waited: Duration) {
+        let counter = if waited.is_zero() {
+            &self.at_once
+        } else {
+            &self.after_wait
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_canceled(&self, _limiter: &str, _waited: Duration) {
+        self.canceled.fetch_add(1, Ordering::SeqCst);
+    }
+}
