@@ -80,7 +80,7 @@ where
         request: Request<B>,
     ) -> Self {
         let deadline = if settings.honor_deadline {
-            grpc_timeout::deadline(request.headers(), Instant::now())
+            grpc_timeout::deadline(request.headers(), Instant::now)
         } else {
             None
         };

@@ -34,10 +34,11 @@ pub(crate) fn parse(value: &HeaderValue) -> Option<Duration> {
     })
 }
 
-/// The caller's deadline: `now` plus the request's `grpc-timeout`, if it has a valid one.
-pub(crate) fn deadline(headers: &HeaderMap, now: Instant) -> Option<Instant> {
+/// The caller's deadline: `now()` plus the request's `grpc-timeout`, if it has a valid one
+/// (the clock is read only then).
+pub(crate) fn deadline(headers: &HeaderMap, now: impl FnOnce() -> Instant) -> Option<Instant> {
     let budget = parse(headers.get(GRPC_TIMEOUT)?)?;
-    now.checked_add(budget)
+    now().checked_add(budget)
 }
 
 /// `budget` as a header value in the most precise unit that fits 8 digits (tonic's choice).
