@@ -75,6 +75,8 @@ pub mod hyper;
 
 #[cfg(feature = "redis")]
 pub mod fleet;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 /// The README's examples run as doc tests.
 #[cfg(doctest)]
