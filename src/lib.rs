@@ -78,8 +78,8 @@ pub mod fleet;
 #[cfg(feature = "tonic")]
 pub mod tonic;
 
-/// The README's examples run as doc tests.
-#[cfg(doctest)]
+/// The README's examples run as doc tests (they use the admission-control API with timeouts).
+#[cfg(all(doctest, feature = "timeout"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
