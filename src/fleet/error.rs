@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::limit::Rejected;
+use crate::limit::{RejectReason, Rejected};
 
 /// Why a fleet acquire did not produce a permit.
 #[derive(Clone, Debug)]
@@ -38,6 +38,35 @@ impl FleetRejected {
         match self {
             FleetRejected::Local(r) => r.waited(),
             FleetRejected::Unavailable { waited, .. } => *waited,
+        }
+    }
+
+    /// As a plain [`Rejected`], for code that handles every limiter's refusals alike (the
+    /// [`http`](crate::http) layers do this): a local refusal unchanged,
+    /// [`Unavailable`](Self::Unavailable) as reason
+    /// [`RejectReason::Unavailable`] with the same limiter name and wait. The backend error
+    /// text (`cause`) is not carried over; the fleet's counters and observer have it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fairgate::fleet::FleetRejected;
+    /// use fairgate::limit::RejectReason;
+    /// let down = FleetRejected::Unavailable {
+    ///     limiter: "llm".into(),
+    ///     waited: Duration::from_millis(5),
+    ///     cause: Some("connection refused".into()),
+    /// };
+    /// let rejected = down.into_rejected();
+    /// assert_eq!(rejected.reason(), RejectReason::Unavailable);
+    /// assert_eq!(rejected.limiter(), "llm");
+    /// assert_eq!(rejected.waited(), Duration::from_millis(5));
+    /// ```
+    pub fn into_rejected(self) -> Rejected {
+        match self {
+            FleetRejected::Local(r) => r,
+            FleetRejected::Unavailable {
+                limiter, waited, ..
+            } => Rejected::new(RejectReason::Unavailable, waited, limiter),
         }
     }
 
@@ -84,5 +113,12 @@ impl std::error::Error for FleetRejected {
 impl From<Rejected> for FleetRejected {
     fn from(r: Rejected) -> Self {
         FleetRejected::Local(r)
+    }
+}
+
+impl From<FleetRejected> for Rejected {
+    /// [`FleetRejected::into_rejected`].
+    fn from(r: FleetRejected) -> Self {
+        r.into_rejected()
     }
 }

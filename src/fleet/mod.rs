@@ -37,6 +37,22 @@
 //! - Each lease carries a **fence** number, increasing per key, for logs and for users' own
 //!   resources.
 //!
+//! # With the tower and http layers
+//! - [`FleetLimitLayer`] (feature `tower`) holds the permit until the inner service's future
+//!   completes: right for a call whose response is complete when it returns.
+//! - For HTTP (feature `http`), a `FleetLimiter` is an admission source of the http server
+//!   and client layers like any [`Limiter`](crate::limit::Limiter):
+//!   [`ServerLimitLayer::fleet`](crate::http::ServerLimitLayer::fleet),
+//!   [`ClientLimitLayer::fleet`](crate::http::ClientLimitLayer::fleet) (it implements
+//!   [`Admit`](crate::http::Admit)). There the whole permit — local permit **and** lease —
+//!   moves into the response body ([`LimitedBody`](crate::http::LimitedBody)) and is held
+//!   until the body ends, fails or is dropped, so a **streaming response keeps its lease**
+//!   (renewed in the background) to its end. A [`FleetRejected`] becomes a
+//!   [`Rejected`](crate::limit::Rejected) ([`FleetRejected::into_rejected`]): Redis
+//!   unreachable under [`FailMode::Closed`] is reason
+//!   [`Unavailable`](crate::limit::RejectReason::Unavailable), answered by the server layer
+//!   with a 503 JSON response of type `unavailable`.
+//!
 //! # An efficiency limit, not a safety lock
 //! This is **not a lock you can rely on for correctness**, and there is no Redlock. A
 //! pause (GC, SIGSTOP, VM freeze) longer than the lease TTL minus the renew interval lets

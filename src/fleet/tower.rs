@@ -22,8 +22,12 @@ use super::FleetLimiter;
 ///
 /// A refusal fails the call with a [`BoxError`] holding a
 /// [`FleetRejected`](super::FleetRejected) (use `downcast_ref`). The permit is released when
-/// the inner future completes: for a response whose body streams after that, acquire with
-/// [`FleetLimiter::acquire`] yourself and move the permit into the body.
+/// the inner future completes, i.e. at the response head for HTTP: for a response whose
+/// body streams after that, use the http layers with the fleet limiter as admission source
+/// ([`ServerLimitLayer::fleet`](crate::http::ServerLimitLayer::fleet),
+/// [`ClientLimitLayer::fleet`](crate::http::ClientLimitLayer::fleet), feature `http`), which
+/// hold the lease to the end of the body, or move a permit from [`FleetLimiter::acquire`]
+/// into a [`LimitedBody`](crate::http::LimitedBody) yourself.
 ///
 /// ```no_run
 /// # async fn run(limiter: fairgate::fleet::FleetLimiter) {

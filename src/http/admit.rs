@@ -1,12 +1,17 @@
-//! Where a request's permit comes from: one shared [`Limiter`], or the limiter of the
-//! request's key in a [`LimiterManager`] ([`Keyed`]).
+//! Where a request's permit comes from: one shared [`Limiter`], the limiter of the
+//! request's key in a [`LimiterManager`] ([`Keyed`]), or (feature `redis`) a fleet-wide
+//! [`FleetLimiter`](crate::fleet::FleetLimiter).
 
 use core::fmt;
 use core::hash::Hash;
+use core::pin::Pin;
+use core::task::{ready, Context, Poll};
 use std::sync::Arc;
 
 use http::Request;
+use pin_project_lite::pin_project;
 
+use super::held::HeldPermit;
 use crate::limit::manager::Lease;
 use crate::limit::{Acquire, Limiter, LimiterManager, Rejected};
 
@@ -15,8 +20,12 @@ mod sealed {
 }
 
 /// A source of admissions for requests of type `Req`: a [`Limiter`] (every request through
-/// the same limiter) or [`Keyed`] (the limiter of the request's key). Sealed: the two
-/// implementations here are the only ones.
+/// the same limiter), [`Keyed`] (the limiter of the request's key) or, with feature
+/// `redis`, a [`FleetLimiter`](crate::fleet::FleetLimiter) (the local fair queue, then a
+/// fleet-wide Redis lease). Sealed: the implementations here are the only ones.
+///
+/// Whatever the source, the layers hold the resulting permit (for a fleet limiter: the
+/// local permit **and** the lease) until the end of the response body.
 pub trait Admit<Req>: sealed::Sealed {
     /// Starts the admission of `request`. Never waits: the wait happens when the response
     /// future polls the returned [`Admission`].
@@ -33,31 +42,117 @@ pub trait Admit<Req>: sealed::Sealed {
     fn admit(&self, request: &Req) -> Admission;
 }
 
-/// A started admission: the acquire future of the request's limiter (not yet polled), or a
-/// refusal decided at once (a keyed manager out of keys).
-pub struct Admission {
-    pub(crate) state: AdmissionState,
+pin_project! {
+    /// A started admission: the acquire future of the request's limiter (not yet polled), a
+    /// fleet limiter's acquisition, or a refusal decided at once (a keyed manager out of
+    /// keys).
+    pub struct Admission {
+        #[pin]
+        pub(crate) state: AdmissionState,
+    }
 }
 
-pub(crate) enum AdmissionState {
-    Acquire {
-        acquire: Acquire,
-        /// Keeps a keyed limiter's entry busy (never evicted) until the permit is held.
-        lease: Option<Lease>,
-    },
-    Refused(Rejected),
+pin_project! {
+    #[project = AdmissionProj]
+    pub(crate) enum AdmissionState {
+        Acquire {
+            #[pin]
+            acquire: Acquire,
+            // Keeps a keyed limiter's entry busy (never evicted) until the permit is held.
+            lease: Option<Lease>,
+        },
+        Fleet { acquire: FleetAcquire },
+        Refused { rejected: Option<Rejected> },
+    }
+}
+
+impl Admission {
+    pub(crate) fn refused(rejected: Rejected) -> Self {
+        Admission {
+            state: AdmissionState::Refused {
+                rejected: Some(rejected),
+            },
+        }
+    }
+
+    /// True when the admission was refused before any wait (polling it yields the refusal).
+    pub(crate) fn is_refused(&self) -> bool {
+        matches!(self.state, AdmissionState::Refused { .. })
+    }
+
+    /// Waits for the permit. Polled again after it resolved, it panics.
+    pub(crate) fn poll_admit(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<HeldPermit, Rejected>> {
+        match self.project().state.project() {
+            AdmissionProj::Acquire { acquire, lease } => {
+                let outcome = ready!(core::future::Future::poll(acquire, cx));
+                // The permit (or the refusal) settles the key: its entry need not be pinned.
+                drop(lease.take());
+                Poll::Ready(outcome.map(HeldPermit::from))
+            }
+            AdmissionProj::Fleet { acquire } => acquire.poll(cx),
+            AdmissionProj::Refused { rejected } => Poll::Ready(Err(rejected
+                .take()
+                .expect("admission polled after completion"))),
+        }
+    }
 }
 
 impl fmt::Debug for Admission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
             AdmissionState::Acquire { .. } => f.write_str("Admission::Acquire"),
-            AdmissionState::Refused(rejected) => {
+            AdmissionState::Fleet { .. } => f.write_str("Admission::Fleet"),
+            AdmissionState::Refused { rejected } => {
                 f.debug_tuple("Admission::Refused").field(rejected).finish()
             }
         }
     }
 }
+
+/// A fleet limiter's acquisition, boxed (its future is an unnameable `async` type). Without
+/// feature `redis` it is uninhabited, so the variant costs nothing and needs no `cfg`.
+#[cfg(feature = "redis")]
+pub(crate) struct FleetAcquire(
+    Pin<
+        std::boxed::Box<
+            dyn core::future::Future<
+                    Output = Result<crate::fleet::FleetPermit, crate::fleet::FleetRejected>,
+                > + Send,
+        >,
+    >,
+);
+
+/// Uninhabited without feature `redis`.
+#[cfg(not(feature = "redis"))]
+pub(crate) enum FleetAcquire {}
+
+impl FleetAcquire {
+    #[cfg(feature = "redis")]
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<HeldPermit, Rejected>> {
+        let outcome = ready!(self.0.as_mut().poll(cx));
+        Poll::Ready(
+            outcome
+                .map(HeldPermit::from)
+                .map_err(crate::fleet::FleetRejected::into_rejected),
+        )
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn poll(&mut self, _cx: &mut Context<'_>) -> Poll<Result<HeldPermit, Rejected>> {
+        match *self {}
+    }
+}
+
+// SAFETY: `FleetAcquire` is only ever used through `&mut` (`poll`); no method gives shared
+// (`&self`) access to the boxed future, so sharing a `&FleetAcquire` between threads can
+// reach nothing (the `sync_wrapper` argument). This keeps `Admission` (and the layers'
+// response futures) `Sync` as they are without feature `redis`, although the fleet acquire
+// future itself is only `Send`.
+#[cfg(feature = "redis")]
+unsafe impl Sync for FleetAcquire {}
 
 impl sealed::Sealed for Limiter {}
 
@@ -134,15 +229,62 @@ where
 {
     fn admit(&self, request: &Request<B>) -> Admission {
         let key = (self.key_fn)(request);
-        let state = match self.manager.lease(&key) {
-            Ok(lease) => AdmissionState::Acquire {
-                acquire: lease.limiter().acquire(),
-                lease: Some(lease),
+        match self.manager.lease(&key) {
+            Ok(lease) => Admission {
+                state: AdmissionState::Acquire {
+                    acquire: lease.limiter().acquire(),
+                    lease: Some(lease),
+                },
             },
-            Err(error) => {
-                AdmissionState::Refused(error.to_rejected(self.manager.shared_name().clone()))
-            }
-        };
-        Admission { state }
+            Err(error) => Admission::refused(error.to_rejected(self.manager.shared_name().clone())),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl sealed::Sealed for crate::fleet::FleetLimiter {}
+
+/// Every request through the fleet limiter: it waits in the local fair queue, then (as the
+/// head of it) for a fleet-wide lease. The layers hold the [`FleetPermit`] (local permit and
+/// lease, renewed in the background) until the end of the response body.
+///
+/// A [`FleetRejected`] becomes a [`Rejected`] ([`FleetRejected::into_rejected`]): the local
+/// reasons unchanged, Redis unreachable under
+/// [`FailMode::Closed`](crate::fleet::FailMode::Closed) as
+/// [`RejectReason::Unavailable`](crate::limit::RejectReason::Unavailable) (a 503
+/// `unavailable` response from the server layer). The fleet's own counters and observer see
+/// the refusal as well.
+///
+/// [`FleetPermit`]: crate::fleet::FleetPermit
+/// [`FleetRejected`]: crate::fleet::FleetRejected
+/// [`FleetRejected::into_rejected`]: crate::fleet::FleetRejected::into_rejected
+#[cfg(feature = "redis")]
+impl<Req> Admit<Req> for crate::fleet::FleetLimiter {
+    /// ```no_run
+    /// # async fn run(limiter: fairgate::fleet::FleetLimiter) {
+    /// use fairgate::http::Admit;
+    /// let admission = limiter.admit(&http::Request::new(()));
+    /// assert_eq!(limiter.local().in_flight(), 0); // nothing taken until it is polled
+    /// # drop(admission); }
+    /// ```
+    fn admit(&self, _request: &Req) -> Admission {
+        Admission {
+            state: AdmissionState::Fleet {
+                acquire: FleetAcquire(std::boxed::Box::pin(self.acquire())),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    /// Features are additive: the fleet variant must not take `Sync` away.
+    #[test]
+    fn admission_is_send_sync() {
+        send_sync::<Admission>();
     }
 }

@@ -10,11 +10,11 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::admit::{Admission, AdmissionState};
+use super::admit::Admission;
 use super::body::LimitedBody;
+use super::held::HeldPermit;
 use super::Release;
-use crate::limit::manager::Lease;
-use crate::limit::{Acquire, LimitPermit, Rejected};
+use crate::limit::Rejected;
 
 /// What the shared future yields: the inner service's result with the body wrapped, or the
 /// limiter's refusal (rendered as a response by the server layer, an error by the client's).
@@ -35,22 +35,20 @@ pin_project! {
     #[project = StateProj]
     #[project_replace = StateProjReplace]
     enum State<S, Req, F> {
-        // The readied inner service and the request wait with the acquire future: the
-        // handler runs only once a permit is held.
+        // The readied inner service and the request wait with the admission (a local
+        // acquire, a fleet acquire or a refusal): the handler runs only once a permit is held.
         Acquiring {
             #[pin]
-            acquire: Acquire,
-            lease: Option<Lease>,
+            admission: Admission,
             service: S,
             request: Req,
         },
-        Refused { rejected: Option<Rejected> },
         // The inner call runs holding the permit; at the response head the permit moves into
         // the body (`Release::BodyEnd`) or is dropped (`Release::ResponseFuture`).
         Running {
             #[pin]
             future: F,
-            permit: Option<LimitPermit>,
+            permit: Option<HeldPermit>,
         },
         Done,
     }
@@ -66,24 +64,20 @@ where
         request: Request<ReqB>,
         release: Release,
     ) -> Self {
-        let state = match admission.state {
-            AdmissionState::Acquire { acquire, lease } => State::Acquiring {
-                acquire,
-                lease,
+        Admitted {
+            state: State::Acquiring {
+                admission,
                 service,
                 request,
             },
-            AdmissionState::Refused(rejected) => State::Refused {
-                rejected: Some(rejected),
-            },
-        };
-        Admitted { state, release }
+            release,
+        }
     }
 
     pub(crate) fn stage(&self) -> &'static str {
         match self.state {
+            State::Acquiring { ref admission, .. } if admission.is_refused() => "refused",
             State::Acquiring { .. } => "acquiring",
-            State::Refused { .. } => "refused",
             State::Running { .. } => "running",
             State::Done => "done",
         }
@@ -102,16 +96,16 @@ where
         let mut state = this.state;
         loop {
             match state.as_mut().project() {
-                StateProj::Acquiring { acquire, .. } => {
-                    let permit = match ready!(acquire.poll(cx)) {
+                StateProj::Acquiring { admission, .. } => {
+                    let permit = match ready!(admission.poll_admit(cx)) {
                         Ok(permit) => permit,
                         Err(rejected) => {
                             state.set(State::Done);
                             return Poll::Ready(Err(rejected));
                         }
                     };
-                    // Move the readied service and the request out; the spent acquire future
-                    // and the key's lease (the permit now keeps the key busy) are dropped.
+                    // Move the readied service and the request out; the spent admission is
+                    // dropped.
                     let StateProjReplace::Acquiring {
                         mut service,
                         request,
@@ -126,18 +120,13 @@ where
                         permit: Some(permit),
                     });
                 }
-                StateProj::Refused { rejected } => {
-                    let rejected = rejected.take().expect("polled after completion");
-                    state.set(State::Done);
-                    return Poll::Ready(Err(rejected));
-                }
                 StateProj::Running { future, permit } => {
                     let output = ready!(future.poll(cx));
                     let permit = permit.take();
                     state.set(State::Done);
                     let output = output.map(|response| {
                         response.map(|body| match (permit, *this.release) {
-                            (Some(permit), Release::BodyEnd) => LimitedBody::new(body, permit),
+                            (Some(permit), Release::BodyEnd) => LimitedBody::holding(body, permit),
                             // Release::ResponseFuture: the permit is dropped here, with the
                             // head, as tower's ConcurrencyLimit does.
                             _ => LimitedBody::unheld(body),

@@ -8,10 +8,15 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::held::HeldPermit;
+#[cfg(feature = "redis")]
+use crate::fleet::FleetPermit;
 use crate::limit::LimitPermit;
 
 pin_project! {
-    /// A response body holding its request's [`LimitPermit`] until the body is over.
+    /// A response body holding its request's permit until the body is over: a
+    /// [`LimitPermit`], or with feature `redis` a fleet permit (local permit **and** fleet
+    /// lease, so the lease too is held to the end of a streaming body).
     ///
     /// The permit is released exactly once, on the first of:
     /// * the body yields its end (`None`), an error, or a trailers frame;
@@ -56,7 +61,7 @@ pin_project! {
     pub struct LimitedBody<B> {
         #[pin]
         kind: Kind<B>,
-        permit: Option<LimitPermit>,
+        permit: Option<HeldPermit>,
     }
 }
 
@@ -81,6 +86,34 @@ impl<B: Body> LimitedBody<B> {
     /// assert_eq!(limiter.in_flight(), 0);
     /// ```
     pub fn new(body: B, permit: LimitPermit) -> Self {
+        Self::holding(body, HeldPermit::from(permit))
+    }
+
+    /// Wraps `body` so that it holds a fleet permit — its local permit and its fleet-wide
+    /// lease — until it ends, fails, yields trailers or is dropped, exactly as
+    /// [`new`](Self::new) does for a local permit. What the http layers do for a
+    /// [`FleetLimiter`](crate::fleet::FleetLimiter) admission source; use it to keep a
+    /// lease taken with [`FleetLimiter::acquire`](crate::fleet::FleetLimiter::acquire) for
+    /// a body you build yourself.
+    ///
+    /// ```no_run
+    /// # async fn run(limiter: fairgate::fleet::FleetLimiter) -> Result<(), Box<dyn std::error::Error>> {
+    /// use fairgate::http::LimitedBody;
+    /// let permit = limiter.acquire().await?;
+    /// let body = LimitedBody::with_fleet_permit(http_body_util::Full::new(bytes::Bytes::from("x")), permit);
+    /// assert!(body.holds_permit());
+    /// assert_eq!(limiter.held_leases(), 1);
+    /// drop(body); // releases the local permit and hands the lease to the releaser
+    /// assert_eq!(limiter.held_leases(), 0);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn with_fleet_permit(body: B, permit: FleetPermit) -> Self {
+        Self::holding(body, HeldPermit::from(permit))
+    }
+
+    /// Wraps `body` holding `permit`; released at once if the body is already at its end.
+    pub(crate) fn holding(body: B, permit: HeldPermit) -> Self {
         let permit = if body.is_end_stream() {
             drop(permit);
             None

@@ -6,10 +6,21 @@
 //! | [`ServerLimitLayer`] → [`ServerLimit`] | server (hyper via `TowerToHyperService`, axum, tower-http stacks) | a 429/503/504 JSON **response** ([`RejectionResponse`]) | [`server`] |
 //! | [`ClientLimitLayer`] → [`ClientLimit`] | client (hyper-util's legacy `Client`, any tower HTTP client) | `Err(BoxError)` holding a [`Rejected`](crate::limit::Rejected) | [`client`] |
 //!
-//! Both take permits from one shared [`Limiter`](crate::limit::Limiter) (`new`) or from the
-//! limiter of each request's key in a [`LimiterManager`](crate::limit::LimiterManager)
-//! (`keyed`, with a key extractor `Fn(&Request<B>) -> K` such as the channel a gateway's
-//! router picked).
+//! # Admission sources
+//! Both take permits from an [`Admit`] source:
+//! * one shared [`Limiter`](crate::limit::Limiter) (`new`);
+//! * the limiter of each request's key in a [`LimiterManager`](crate::limit::LimiterManager)
+//!   ([`Keyed`], built by `keyed` with a key extractor `Fn(&Request<B>) -> K` such as the
+//!   channel a gateway's router picked);
+//! * with feature `redis`, a fleet-wide [`FleetLimiter`](crate::fleet::FleetLimiter)
+//!   (`fleet`): the local fair queue, then a Redis lease. The body holds the whole fleet
+//!   permit — local permit **and** lease — so a streaming response counts against the fleet
+//!   cap until it ends; Redis unreachable under fail-closed is refused as
+//!   [`Unavailable`](crate::limit::RejectReason::Unavailable) (a 503 JSON response of type
+//!   `unavailable` from the server layer).
+//!
+//! The local path allocates nothing per request for this choice: the held permit is an
+//! enum, not a boxed trait object.
 //!
 //! # Why the body
 //! `tower::limit::ConcurrencyLimit` (and fairgate's own [`tower`](crate::tower) layer)
@@ -63,6 +74,7 @@ mod admit;
 pub(crate) mod admitted;
 mod body;
 pub mod client;
+mod held;
 mod response;
 pub mod server;
 

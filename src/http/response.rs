@@ -26,6 +26,7 @@ use crate::limit::{RejectReason, Rejected};
 /// | `queue_timeout` | 429 Too Many Requests | 503 |
 /// | `too_many_keys` | 503 Service Unavailable | 503 |
 /// | `closed` | 503 Service Unavailable | 503 |
+/// | `unavailable` (a fleet limiter's Redis unreachable, fail closed) | 503 Service Unavailable | 503 |
 /// | `deadline_exceeded` | 504 Gateway Timeout | 504 |
 ///
 /// There is deliberately **no `Retry-After` by default**: a queue cannot predict when a slot
@@ -56,20 +57,22 @@ pub struct RejectionResponse {
     queue_timeout: StatusCode,
     too_many_keys: StatusCode,
     closed: StatusCode,
+    unavailable: StatusCode,
     deadline_exceeded: StatusCode,
     retry_after: Option<HeaderValue>,
 }
 
 impl Default for RejectionResponse {
     /// 429 for `queue_full` and `queue_timeout` (the limit is the caller's, e.g. per
-    /// channel), 503 for `too_many_keys` and `closed`, 504 for `deadline_exceeded`; no
-    /// `Retry-After`.
+    /// channel), 503 for `too_many_keys`, `closed` and `unavailable`, 504 for
+    /// `deadline_exceeded`; no `Retry-After`.
     fn default() -> Self {
         RejectionResponse {
             queue_full: StatusCode::TOO_MANY_REQUESTS,
             queue_timeout: StatusCode::TOO_MANY_REQUESTS,
             too_many_keys: StatusCode::SERVICE_UNAVAILABLE,
             closed: StatusCode::SERVICE_UNAVAILABLE,
+            unavailable: StatusCode::SERVICE_UNAVAILABLE,
             deadline_exceeded: StatusCode::GATEWAY_TIMEOUT,
             retry_after: None,
         }
@@ -133,6 +136,7 @@ impl RejectionResponse {
     /// use fairgate::http::RejectionResponse;
     /// use fairgate::limit::RejectReason;
     /// assert_eq!(RejectionResponse::default().status_for(RejectReason::Closed), 503);
+    /// assert_eq!(RejectionResponse::default().status_for(RejectReason::Unavailable), 503);
     /// ```
     pub fn status_for(&self, reason: RejectReason) -> StatusCode {
         match reason {
@@ -140,6 +144,7 @@ impl RejectionResponse {
             RejectReason::QueueTimeout => self.queue_timeout,
             RejectReason::DeadlineExceeded => self.deadline_exceeded,
             RejectReason::TooManyKeys => self.too_many_keys,
+            RejectReason::Unavailable => self.unavailable,
             // `Closed` and any reason added later.
             _ => self.closed,
         }
@@ -185,6 +190,7 @@ impl RejectionResponse {
             RejectReason::QueueTimeout => &mut self.queue_timeout,
             RejectReason::DeadlineExceeded => &mut self.deadline_exceeded,
             RejectReason::TooManyKeys => &mut self.too_many_keys,
+            RejectReason::Unavailable => &mut self.unavailable,
             _ => &mut self.closed,
         }
     }

@@ -19,11 +19,14 @@ pub enum RejectReason {
     Closed,
     /// A keyed manager refused to create a limiter for a new key (its `max_keys` bound).
     TooManyKeys,
+    /// A shared backend the admission depends on could not be reached, e.g. the Redis of a
+    /// fleet limiter (feature `redis`) with fail mode `Closed`.
+    Unavailable,
 }
 
 impl RejectReason {
     /// A stable `snake_case` label: `queue_full`, `queue_timeout`, `deadline_exceeded`,
-    /// `closed` or `too_many_keys` (used as the `result` label of metrics).
+    /// `closed`, `too_many_keys` or `unavailable` (used as the `result` label of metrics).
     ///
     /// ```
     /// assert_eq!(fairgate::limit::RejectReason::QueueFull.as_str(), "queue_full");
@@ -35,6 +38,7 @@ impl RejectReason {
             RejectReason::DeadlineExceeded => "deadline_exceeded",
             RejectReason::Closed => "closed",
             RejectReason::TooManyKeys => "too_many_keys",
+            RejectReason::Unavailable => "unavailable",
         }
     }
 }

@@ -73,6 +73,29 @@ impl ClientLimitLayer<Limiter> {
     }
 }
 
+#[cfg(feature = "redis")]
+impl ClientLimitLayer<crate::fleet::FleetLimiter> {
+    /// Admits every request through a fleet-wide [`FleetLimiter`](crate::fleet::FleetLimiter):
+    /// the local fair queue, then a Redis lease. The permit — local permit **and** lease —
+    /// is held to the end of the response body (with the default [`Release::BodyEnd`]), so
+    /// a streaming response counts against the fleet cap until it ends. Redis unreachable
+    /// under [`FailMode::Closed`](crate::fleet::FailMode::Closed) is an error holding a [`Rejected`](crate::limit::Rejected) of reason [`Unavailable`](crate::limit::RejectReason::Unavailable).
+    ///
+    /// ```no_run
+    /// # fn run(limiter: fairgate::fleet::FleetLimiter) {
+    /// use fairgate::http::ClientLimitLayer;
+    /// let layer = ClientLimitLayer::fleet(limiter);
+    /// assert!(layer.admission().cap() > 0);
+    /// # }
+    /// ```
+    pub fn fleet(limiter: crate::fleet::FleetLimiter) -> Self {
+        ClientLimitLayer {
+            admit: limiter,
+            release: Release::default(),
+        }
+    }
+}
+
 impl<K, F> ClientLimitLayer<Keyed<K, F>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,

@@ -93,6 +93,30 @@ impl ServerLimitLayer<Limiter> {
     }
 }
 
+#[cfg(feature = "redis")]
+impl ServerLimitLayer<crate::fleet::FleetLimiter> {
+    /// Admits every request through a fleet-wide [`FleetLimiter`](crate::fleet::FleetLimiter):
+    /// the local fair queue, then a Redis lease. The permit — local permit **and** lease —
+    /// is held to the end of the response body (with the default [`Release::BodyEnd`]), so
+    /// a streaming response counts against the fleet cap until it ends. Redis unreachable
+    /// under [`FailMode::Closed`](crate::fleet::FailMode::Closed) is a 503 JSON response of type `unavailable`.
+    ///
+    /// ```no_run
+    /// # fn run(limiter: fairgate::fleet::FleetLimiter) {
+    /// use fairgate::http::ServerLimitLayer;
+    /// let layer = ServerLimitLayer::fleet(limiter);
+    /// assert!(layer.admission().cap() > 0);
+    /// # }
+    /// ```
+    pub fn fleet(limiter: crate::fleet::FleetLimiter) -> Self {
+        ServerLimitLayer {
+            admit: limiter,
+            release: Release::default(),
+            rejection: RejectionResponse::default(),
+        }
+    }
+}
+
 impl<K, F> ServerLimitLayer<Keyed<K, F>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
