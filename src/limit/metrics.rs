@@ -17,7 +17,7 @@ use super::rejected::RejectReason;
 /// | `fairgate_in_flight` | gauge | `limiter` |
 /// | `fairgate_waiting` | gauge | `limiter` |
 /// | `fairgate_capacity` | gauge | `limiter` |
-/// | `fairgate_requests_total` | counter | `limiter`, `result` = `acquired` / `queue_full` / `queue_timeout` / `deadline_exceeded` / `closed` / `canceled` |
+/// | `fairgate_requests_total` | counter | `limiter`, `result` = `acquired` / `queue_full` / `queue_timeout` / `deadline_exceeded` / `closed` / `canceled` (and `unavailable` from a fleet limiter) |
 /// | `fairgate_queue_wait_seconds` | histogram | `limiter`, `result` (as above) |
 ///
 /// The only label is the limiter's name (no per-key label: cardinality). No `metrics` type

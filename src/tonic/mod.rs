@@ -25,7 +25,8 @@
 //! # Status codes
 //! See [`rejection_status`]: queue full → `RESOURCE_EXHAUSTED`; queue timeout →
 //! `RESOURCE_EXHAUSTED` (configurable `UNAVAILABLE`, [`QueueTimeoutCode`]); the caller's
-//! deadline ran out while queued → `DEADLINE_EXCEEDED`; closed → `UNAVAILABLE`. The reason
+//! deadline ran out while queued → `DEADLINE_EXCEEDED`; closed, or a fleet limiter whose
+//! Redis is unreachable (fail closed) → `UNAVAILABLE`. The reason
 //! is in the [`REJECT_REASON_KEY`] metadata. The layers build these statuses themselves:
 //! tonic turns any other error type into `UNKNOWN` (client) or a stream reset seen as
 //! `INTERNAL` (server).

@@ -79,7 +79,7 @@ pub fn rejection_status(rejected: &Rejected, queue_timeout: QueueTimeoutCode) ->
         RejectReason::QueueFull | RejectReason::TooManyKeys => Code::ResourceExhausted,
         RejectReason::QueueTimeout => queue_timeout.code(),
         RejectReason::DeadlineExceeded => Code::DeadlineExceeded,
-        RejectReason::Closed => Code::Unavailable,
+        RejectReason::Closed | RejectReason::Unavailable => Code::Unavailable,
     };
     let mut metadata = MetadataMap::new();
     metadata.insert(
