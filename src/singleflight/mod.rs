@@ -53,15 +53,27 @@
 //! assert_eq!(calls.load(Ordering::SeqCst), 2);
 //! ```
 
+mod builder;
 mod cache;
 mod clock;
+mod decide;
 mod flight;
+mod get;
 mod group;
 mod hash;
-mod limiter;
+mod hit;
+mod load;
+mod loader;
+mod policy;
+mod shard;
+mod stats;
+mod time;
 
-pub use cache::{
-    Backoff, Builder, CacheError, Hit, Loader, Policy, Source, StaleCache, StaleReason, Stats,
-};
+pub use builder::Builder;
+pub use cache::StaleCache;
 pub use clock::{Clock, ManualClock, Spawn, SpawnedFuture, SystemClock};
 pub use group::{Group, GroupError};
+pub use hit::{CacheError, Hit, Source, StaleReason};
+pub use loader::{from_fn, FromFn, Loader};
+pub use policy::{Backoff, Policy};
+pub use stats::Stats;

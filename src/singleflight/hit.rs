@@ -1,0 +1,135 @@
+//! What a lookup hands back: [`Hit`] with its [`Source`], or a [`CacheError`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A value handed back by the cache, with where it came from and how old it is.
+#[derive(Debug)]
+pub struct Hit<V> {
+    /// The value, shared with the cache and every other caller.
+    pub value: Arc<V>,
+    /// The path that produced it.
+    pub source: Source,
+    /// Time since the value was stored (never reset by serving it).
+    pub age: Duration,
+}
+
+impl<V> Clone for Hit<V> {
+    fn clone(&self) -> Self {
+        Hit {
+            value: Arc::clone(&self.value),
+            source: self.source,
+            age: self.age,
+        }
+    }
+}
+
+impl<V> Hit<V> {
+    /// True if the value was served past its `ttl`.
+    pub fn is_stale(&self) -> bool {
+        matches!(self.source, Source::Stale(_))
+    }
+}
+
+/// Where a [`Hit`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A cached value younger than `ttl`.
+    Fresh,
+    /// This caller started the backend call that produced it.
+    Loaded,
+    /// This caller joined a backend call someone else started.
+    Joined,
+    /// A cached value older than `ttl`, served without waiting.
+    Stale(StaleReason),
+}
+
+/// Why a stale value was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StaleReason {
+    /// A refresh is in flight (or was just started in the background).
+    Revalidating,
+    /// A refresh is not allowed yet (`min_refresh_interval`) and the last
+    /// attempt did not fail.
+    Throttled,
+    /// The most recent attempt failed (possibly this caller's own); served
+    /// as stale-if-error while `age < max_stale`.
+    LoadFailed,
+}
+
+/// Why [`StaleCache::get`] produced no value.
+pub enum CacheError<E> {
+    /// The backend call this caller waited on failed. Every waiter of that
+    /// call gets the same `Arc`.
+    Load(Arc<E>),
+    /// Nothing servable, and the key may not be retried yet.
+    Throttled {
+        /// Time until the next attempt is allowed.
+        retry_in: Duration,
+        /// The error of the last failed attempt (`None` after a panic).
+        last_error: Option<Arc<E>>,
+    },
+    /// The loader panicked; the panic message.
+    LoaderPanicked(Arc<str>),
+}
+
+impl<E> Clone for CacheError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            CacheError::Load(e) => CacheError::Load(Arc::clone(e)),
+            CacheError::Throttled {
+                retry_in,
+                last_error,
+            } => CacheError::Throttled {
+                retry_in: *retry_in,
+                last_error: last_error.clone(),
+            },
+            CacheError::LoaderPanicked(m) => CacheError::LoaderPanicked(Arc::clone(m)),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for CacheError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::Load(e) => f.debug_tuple("Load").field(e).finish(),
+            CacheError::Throttled {
+                retry_in,
+                last_error,
+            } => f
+                .debug_struct("Throttled")
+                .field("retry_in", retry_in)
+                .field("last_error", last_error)
+                .finish(),
+            CacheError::LoaderPanicked(m) => f.debug_tuple("LoaderPanicked").field(m).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CacheError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::Load(e) => write!(f, "load failed: {e}"),
+            CacheError::Throttled {
+                retry_in,
+                last_error: Some(e),
+            } => write!(f, "throttled for {retry_in:?} after failure: {e}"),
+            CacheError::Throttled { retry_in, .. } => write!(f, "throttled for {retry_in:?}"),
+            CacheError::LoaderPanicked(m) => write!(f, "loader panicked: {m}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CacheError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CacheError::Load(e) => Some(&**e),
+            CacheError::Throttled {
+                last_error: Some(e),
+                ..
+            } => Some(&**e),
+            _ => None,
+        }
+    }
+}
