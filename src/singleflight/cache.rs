@@ -52,6 +52,13 @@ pub(super) struct Limits {
 /// A cache that coalesces loads per key and serves stale data instead of
 /// making callers wait on a slow or failing backend.
 ///
+/// **Give it a spawner** ([`Builder::spawner`]). Without one, refreshes run
+/// inside callers' `get`s: the caller that starts a refresh waits for the
+/// whole backend call even when it holds usable stale data, and a caller that
+/// gives up early (a short deadline) cancels the refresh for everyone if
+/// nobody else is waiting on it. With a spawner, every caller holding usable
+/// stale data is answered at once and refreshes run to completion.
+///
 /// Decision table for [`get`](StaleCache::get) (`age` = time since stored):
 ///
 /// | State | Load in flight | Throttled | Result |
@@ -154,15 +161,35 @@ where
     pub fn get<'a>(
         &'a self,
         key: &'a K,
-    ) -> impl Future<Output = Result<Hit<V>, CacheError<L::Error>>> + Send + 'a {
+    ) -> impl Future<Output = Result<Hit<V, L::Error>, CacheError<L::Error>>> + Send + 'a {
         Get {
             inner: &self.inner,
             key,
             wait: None,
         }
     }
-    /// The cached value, if one may be served, without loading or waiting.
-    pub fn peek(&self, key: &K) -> Option<Hit<V>> {
+
+    /// The cached value, if one may be served, without loading or waiting:
+    /// `None` when the key holds no value or only one older than
+    /// `max_stale`. A stale value reports [`StaleReason::Revalidating`] while
+    /// a refresh runs, otherwise [`StaleReason::LoadFailed`] (with
+    /// [`Hit::error`]) if the last attempt failed, else
+    /// [`StaleReason::Throttled`]. Counts in no statistic.
+    ///
+    /// ```
+    /// use fairgate::singleflight::{Source, StaleCache};
+    ///
+    /// let cache = StaleCache::from_fn(|k: &u8| {
+    ///     let k = *k;
+    ///     async move { Ok::<_, ()>(k) }
+    /// })
+    /// .build();
+    /// assert!(cache.peek(&1).is_none());
+    /// cache.insert(1, 10);
+    /// let hit = cache.peek(&1).unwrap();
+    /// assert_eq!((*hit.value, hit.source), (10, Source::Fresh));
+    /// ```
+    pub fn peek(&self, key: &K) -> Option<Hit<V, L::Error>> {
         let inner = &*self.inner;
         let now = inner.now();
         let (shard, at) = inner.locate(key);
@@ -170,12 +197,14 @@ where
         let e = shard.map.get_mut(at.view())?;
         let value = e.value.clone()?;
         let age = now.saturating_sub(e.stored_at);
+        let mut error = None;
         let source = if !e.marked_stale && age < e.fresh_for {
             Source::Fresh
         } else if age < inner.limits.max_stale {
             Source::Stale(if e.live_flight().is_some() {
                 StaleReason::Revalidating
             } else if e.failures > 0 {
+                error = e.last_error.clone();
                 StaleReason::LoadFailed
             } else {
                 StaleReason::Throttled
@@ -183,11 +212,7 @@ where
         } else {
             return None;
         };
-        Some(Hit {
-            value,
-            source,
-            age: Duration::from_nanos(age),
-        })
+        Some(Hit::new(value, source, Duration::from_nanos(age), error))
     }
 
     /// Stores `value` (a push or watch update). It is fresh from now on,

@@ -35,7 +35,7 @@ where
         key: &K,
         wait: &mut Option<Box<Wait<V, L::Error>>>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
+    ) -> Poll<Result<Hit<V, L::Error>, CacheError<L::Error>>> {
         let now = self.now();
         let (shard, at) = self.locate(key);
         let mut guard = lock(shard);
@@ -45,25 +45,30 @@ where
             if e.value.is_some() {
                 let age = now.saturating_sub(e.stored_at);
                 let h = &mut shard.hits;
-                let (source, counter) = if !e.marked_stale && age < e.fresh_for {
-                    (Source::Fresh, &mut h.fresh)
+                // Only the LoadFailed row clones an error (an `Arc`).
+                let (source, counter, error) = if !e.marked_stale && age < e.fresh_for {
+                    (Source::Fresh, &mut h.fresh, None)
                 } else if age >= self.limits.max_stale {
                     return self.decide_slow(guard, at, now, wait, cx);
                 } else if e.flight.is_some() && e.live_flight().is_some() {
                     (
                         Source::Stale(StaleReason::Revalidating),
                         &mut h.stale_revalidating,
+                        None,
                     )
                 } else if now < e.next_attempt {
+                    // Inside the retry window: say why no refresh starts.
                     if e.failures > 0 {
                         (
                             Source::Stale(StaleReason::LoadFailed),
                             &mut h.stale_load_failed,
+                            e.last_error.clone(),
                         )
                     } else {
                         (
                             Source::Stale(StaleReason::Throttled),
                             &mut h.stale_throttled,
+                            None,
                         )
                     }
                 } else {
@@ -71,11 +76,12 @@ where
                 };
                 if let Some(v) = &e.value {
                     *counter += 1;
-                    return Poll::Ready(Ok(Hit {
-                        value: Arc::clone(v),
+                    return Poll::Ready(Ok(Hit::new(
+                        Arc::clone(v),
                         source,
-                        age: Duration::from_nanos(age),
-                    }));
+                        Duration::from_nanos(age),
+                        error,
+                    )));
                 }
             }
         }
@@ -93,7 +99,7 @@ where
         now: Nanos,
         wait: &mut Option<Box<Wait<V, L::Error>>>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
+    ) -> Poll<Result<Hit<V, L::Error>, CacheError<L::Error>>> {
         let mut bg = None;
         let decision = self.decide_locked(&mut guard, at, now, &mut bg);
         drop(guard);
@@ -147,37 +153,12 @@ where
             }
         };
         e.referenced = true;
+        // `decide` served every hit row under this same lock; a servable
+        // value here is stale, has no live refresh, and may be refreshed.
         if let Some(v) = &e.value {
             let age = now.saturating_sub(e.stored_at);
-            if !e.marked_stale && age < e.fresh_for {
-                shard.hits.fresh += 1;
-                return Decision::Ready(Ok(Hit {
-                    value: Arc::clone(v),
-                    source: Source::Fresh,
-                    age: Duration::from_nanos(age),
-                }));
-            }
             if age < l.max_stale {
                 let v = Arc::clone(v);
-                let hits = &mut shard.hits;
-                let stale = |value, reason, counter: &mut u64| {
-                    *counter += 1;
-                    Decision::Ready(Ok(Hit {
-                        value,
-                        source: Source::Stale(reason),
-                        age: Duration::from_nanos(age),
-                    }))
-                };
-                if e.live_flight().is_some() {
-                    return stale(v, StaleReason::Revalidating, &mut hits.stale_revalidating);
-                }
-                if now < e.next_attempt {
-                    return if e.failures > 0 {
-                        stale(v, StaleReason::LoadFailed, &mut hits.stale_load_failed)
-                    } else {
-                        stale(v, StaleReason::Throttled, &mut hits.stale_throttled)
-                    };
-                }
                 let stored_at = e.stored_at;
                 let waiter = self.start_flight(e, key, now, true);
                 let non_blocking = age < e.fresh_for.saturating_add(l.stale_while_revalidate);
@@ -185,7 +166,13 @@ where
                     *bg = e.flight.as_ref().and_then(|f| f.join());
                     if non_blocking {
                         drop(waiter);
-                        return stale(v, StaleReason::Revalidating, &mut hits.stale_revalidating);
+                        shard.hits.stale_revalidating += 1;
+                        return Decision::Ready(Ok(Hit::new(
+                            v,
+                            Source::Stale(StaleReason::Revalidating),
+                            Duration::from_nanos(age),
+                            None,
+                        )));
                     }
                 }
                 return Decision::wait(waiter, true, Some((v, stored_at)));

@@ -47,7 +47,7 @@ where
     V: Send + Sync + 'static,
     L: Loader<K, V>,
 {
-    type Output = Result<Hit<V>, CacheError<L::Error>>;
+    type Output = Result<Hit<V, L::Error>, CacheError<L::Error>>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -75,7 +75,7 @@ where
 
 /// The slow path's outcome, produced under the shard lock.
 pub(super) enum Decision<V, E> {
-    Ready(Result<Hit<V>, CacheError<E>>),
+    Ready(Result<Hit<V, E>, CacheError<E>>),
     Wait {
         waiter: Waiter<Out<V, E>>,
         leader: bool,
@@ -109,7 +109,7 @@ where
         &self,
         w: &mut Wait<V, L::Error>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Hit<V>, CacheError<L::Error>>> {
+    ) -> Poll<Result<Hit<V, L::Error>, CacheError<L::Error>>> {
         let out = ready!(Pin::new(&mut w.waiter).poll(cx));
         Poll::Ready(self.settle(out, w.leader, w.fallback.take()))
     }

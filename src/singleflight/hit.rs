@@ -4,31 +4,114 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A value handed back by the cache, with where it came from and how old it is.
-#[derive(Debug)]
-pub struct Hit<V> {
+/// A value handed back by the cache, with where it came from and how old it
+/// is. `E` is the loader's error type ([`Loader::Error`]): a stale value
+/// served because the backend failed carries that failure ([`Hit::error`]).
+///
+/// [`Loader::Error`]: super::Loader::Error
+pub struct Hit<V, E> {
     /// The value, shared with the cache and every other caller.
     pub value: Arc<V>,
     /// The path that produced it.
     pub source: Source,
     /// Time since the value was stored (never reset by serving it).
     pub age: Duration,
+    /// The failure behind a [`StaleReason::LoadFailed`] hit.
+    error: Option<Arc<E>>,
 }
 
-impl<V> Clone for Hit<V> {
+impl<V, E> Clone for Hit<V, E> {
     fn clone(&self) -> Self {
         Hit {
             value: Arc::clone(&self.value),
             source: self.source,
             age: self.age,
+            error: self.error.clone(),
         }
     }
 }
 
-impl<V> Hit<V> {
-    /// True if the value was served past its `ttl`.
+impl<V: fmt::Debug, E: fmt::Debug> fmt::Debug for Hit<V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Hit");
+        d.field("value", &self.value)
+            .field("source", &self.source)
+            .field("age", &self.age);
+        if let Some(e) = &self.error {
+            d.field("error", e);
+        }
+        d.finish()
+    }
+}
+
+impl<V, E> Hit<V, E> {
+    #[inline]
+    pub(super) fn new(value: Arc<V>, source: Source, age: Duration, error: Option<Arc<E>>) -> Self {
+        Hit {
+            value,
+            source,
+            age,
+            error,
+        }
+    }
+
+    /// True if the value was served past its `ttl` (any [`Source::Stale`]).
+    ///
+    /// ```
+    /// use fairgate::singleflight::{ManualClock, Policy, StaleCache};
+    /// use futures::FutureExt;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache = StaleCache::from_fn(|k: &u8| {
+    ///     let k = *k;
+    ///     async move { Ok::<_, ()>(k) }
+    /// })
+    /// .policy(Policy { ttl: Duration::from_secs(1), ..Policy::default() })
+    /// .clock(clock.clone())
+    /// .build();
+    /// assert!(!cache.get(&1).now_or_never().unwrap().unwrap().is_stale());
+    /// clock.advance(Duration::from_secs(2));
+    /// assert!(cache.peek(&1).unwrap().is_stale());
+    /// ```
     pub fn is_stale(&self) -> bool {
         matches!(self.source, Source::Stale(_))
+    }
+
+    /// The backend's error, when this is a stale value served because the
+    /// most recent attempt on the key failed ([`StaleReason::LoadFailed`]):
+    /// this caller's own refresh, or an earlier one still inside its retry
+    /// window. `None` for every other source, and after a loader panic
+    /// (the panic message went to [`CacheError::LoaderPanicked`] of the
+    /// callers that waited on it).
+    ///
+    /// ```
+    /// use fairgate::singleflight::{ManualClock, Policy, Source, StaleCache, StaleReason};
+    /// use futures::FutureExt;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::Duration;
+    ///
+    /// let up = std::sync::Arc::new(AtomicBool::new(true));
+    /// let u = up.clone();
+    /// let clock = ManualClock::new();
+    /// let cache = StaleCache::from_fn(move |_k: &u8| {
+    ///     let ok = u.load(Ordering::SeqCst);
+    ///     async move { if ok { Ok(1) } else { Err("registry down") } }
+    /// })
+    /// .policy(Policy { ttl: Duration::from_secs(1), ..Policy::default() })
+    /// .clock(clock.clone())
+    /// .build();
+    /// let hit = cache.get(&0).now_or_never().unwrap().unwrap();
+    /// assert!(hit.error().is_none());
+    ///
+    /// up.store(false, Ordering::SeqCst);
+    /// clock.advance(Duration::from_secs(2));
+    /// let hit = cache.get(&0).now_or_never().unwrap().unwrap();
+    /// assert_eq!(hit.source, Source::Stale(StaleReason::LoadFailed));
+    /// assert_eq!(hit.error().map(|e| **e), Some("registry down"));
+    /// ```
+    pub fn error(&self) -> Option<&Arc<E>> {
+        self.error.as_ref()
     }
 }
 

@@ -188,21 +188,19 @@ where
         out: Result<Out<V, L::Error>, Arc<str>>,
         leader: bool,
         fallback: Option<(Arc<V>, Nanos)>,
-    ) -> Result<Hit<V>, CacheError<L::Error>> {
+    ) -> Result<Hit<V, L::Error>, CacheError<L::Error>> {
         let c = &self.counters;
         let now = self.now();
         let err = match out {
             Ok(Ok((value, at))) => {
                 bump(if leader { &c.loaded } else { &c.joined });
-                return Ok(Hit {
-                    value,
-                    source: if leader {
-                        Source::Loaded
-                    } else {
-                        Source::Joined
-                    },
-                    age: Duration::from_nanos(now.saturating_sub(at)),
-                });
+                let source = if leader {
+                    Source::Loaded
+                } else {
+                    Source::Joined
+                };
+                let age = Duration::from_nanos(now.saturating_sub(at));
+                return Ok(Hit::new(value, source, age, None));
             }
             Ok(Err(e)) => CacheError::Load(e),
             Err(msg) => CacheError::LoaderPanicked(msg),
@@ -211,11 +209,12 @@ where
             let age = now.saturating_sub(at);
             if age < self.limits.max_stale {
                 bump(&c.stale_load_failed);
-                return Ok(Hit {
-                    value,
-                    source: Source::Stale(StaleReason::LoadFailed),
-                    age: Duration::from_nanos(age),
-                });
+                let error = match err {
+                    CacheError::Load(e) => Some(e),
+                    _ => None,
+                };
+                let source = Source::Stale(StaleReason::LoadFailed);
+                return Ok(Hit::new(value, source, Duration::from_nanos(age), error));
             }
         }
         Err(err)

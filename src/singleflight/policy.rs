@@ -59,13 +59,32 @@ impl Backoff {
 ///
 /// * `age < ttl` → fresh;
 /// * `ttl <= age < ttl + stale_while_revalidate` (and `< max_stale`) → stale,
-///   served at once while one refresh runs;
+///   served at once while one refresh runs; *with a spawner* the caller that
+///   starts the refresh is served at once too, without one it waits for the
+///   refresh (see [`stale_while_revalidate`](Policy::stale_while_revalidate));
 /// * `ttl + stale_while_revalidate <= age < max_stale` → stale; the caller that
 ///   starts a refresh waits for it (and still gets the stale value if it
 ///   fails); everyone else gets the stale value at once;
 /// * `age >= max_stale` → never served; treated like a missing value.
 ///
 /// The boundaries use `>=`: at exactly `age == ttl` the value is stale.
+///
+/// Backend calls on one key are spaced by `min_refresh_interval` (and
+/// `failure_backoff`) while stale data can be served, and by `negative_ttl`
+/// once nothing can be; see each field.
+///
+/// ```
+/// use fairgate::singleflight::Policy;
+/// use std::time::Duration;
+///
+/// let p = Policy {
+///     ttl: Duration::from_secs(30),
+///     max_stale: Duration::from_secs(600),
+///     max_concurrent_loads: Some(8),
+///     ..Policy::default()
+/// };
+/// assert_eq!(p.min_refresh_interval, Duration::from_secs(5));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// How long a stored value is fresh. Default 60 s.
@@ -79,23 +98,54 @@ pub struct Policy {
     /// `stale_while_revalidate` band starts at the jittered expiry;
     /// `max_stale` is not jittered. Default `Duration::ZERO` (off).
     pub ttl_jitter: Duration,
-    /// Non-blocking stale window after `ttl`. Default `Duration::MAX`
-    /// (nobody holding usable stale data ever waits).
+    /// Non-blocking stale window after `ttl`. Default `Duration::MAX`.
+    ///
+    /// **Non-blocking for everyone only with a spawner**
+    /// ([`Builder::spawner`], the recommended setup). Inside the window,
+    /// callers that find a refresh running get the stale value at once. The
+    /// caller that *starts* the refresh is different:
+    ///
+    /// * with a spawner, the refresh runs detached and that caller also gets
+    ///   the stale value at once;
+    /// * without one, that caller drives the refresh inside its own `get` and
+    ///   waits for the whole backend call (then gets the new value, or the
+    ///   stale one if the call failed). If it gives up first (a timeout, a
+    ///   dropped request) and nobody else waits on the refresh, the refresh is
+    ///   cancelled for everyone, and the next caller past the
+    ///   `min_refresh_interval` starts another.
+    ///
+    /// [`Builder::spawner`]: super::Builder::spawner
     pub stale_while_revalidate: Duration,
     /// Absolute bound on the age of anything served, including stale-if-error.
     /// Default 1 hour. `Duration::MAX` serves stale data forever (go-micro).
     pub max_stale: Duration,
     /// Minimum spacing between the starts of two backend attempts on one key
-    /// (except the first load of a key, `invalidate` and `mark_stale`).
-    /// Default 5 s.
+    /// **while the key holds a servable value** (the stale rows of the
+    /// decision table): a caller with stale data inside the interval gets it
+    /// at once ([`StaleReason::Throttled`], or [`StaleReason::LoadFailed`]
+    /// after a failure) and starts nothing. Default 5 s.
+    ///
+    /// It does not hold back a caller with *nothing* servable (no value, or
+    /// one older than `max_stale`): that caller loads at once (or joins the
+    /// running load), unless negative caching ([`negative_ttl`]) answers it
+    /// with [`CacheError::Throttled`] after a failure. Refusing such a caller
+    /// a load would turn a healthy backend into an error. `invalidate` and
+    /// `mark_stale` also allow the next attempt at once.
+    ///
+    /// [`StaleReason::Throttled`]: super::StaleReason::Throttled
+    /// [`StaleReason::LoadFailed`]: super::StaleReason::LoadFailed
+    /// [`negative_ttl`]: Policy::negative_ttl
+    /// [`CacheError::Throttled`]: super::CacheError::Throttled
     pub min_refresh_interval: Duration,
     /// Extra spacing after consecutive failures.
     pub failure_backoff: Backoff,
     /// Negative caching for keys with nothing servable: after a failed load,
     /// callers get [`CacheError::Throttled`] at once, without a backend call,
-    /// until `max(negative_ttl, backoff)` after the failure. `None` disables
-    /// it (a new caller retries at once; errors are then shared but never
-    /// remembered). Default `Some(5 s)`.
+    /// until `max(negative_ttl, backoff)` after the failure. This is the only
+    /// spacing for callers with nothing servable (see
+    /// [`min_refresh_interval`](Policy::min_refresh_interval)). `None`
+    /// disables it (a new caller retries at once; errors are then shared but
+    /// never remembered). Default `Some(5 s)`.
     pub negative_ttl: Option<Duration>,
     /// Maximum number of keys held (values, negative entries and keys with a
     /// load in flight). Keys with a load in flight are never evicted, so the
