@@ -126,7 +126,8 @@ where
             .policy
             .max_concurrent_loads
             .map(|n| Arc::new(Semaphore::new(n.clamp(1, crate::MAX_PERMITS))));
-        let epoch = self.clock.now();
+        let mut clock = self.clock;
+        let epoch = clock.take_epoch();
         let p = &self.policy;
         let limits = Limits {
             ttl: nanos(p.ttl),
@@ -139,7 +140,7 @@ where
                 policy: self.policy,
                 limits,
                 epoch,
-                clock: self.clock,
+                clock,
                 spawner: self.spawner,
                 jitter: self
                     .jitter_seed

@@ -81,7 +81,12 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
 ///
 /// The cache reads it as `epoch.elapsed()` (an `Instant` taken when the cache
 /// was built): only documented std behaviour, one `clock_gettime` (vDSO) read
-/// and one subtraction per call.
+/// and std's `Instant` subtraction per call.
+///
+/// A faster clock is an explicit choice: implement [`Clock`] (its
+/// [`nanos_since`](Clock::nanos_since) is the per-call reading) over a clock
+/// you trust, e.g. a TSC-based one such as the `quanta` crate, and pass it to
+/// [`Builder::clock`](super::Builder::clock).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -141,7 +146,20 @@ impl ManualClock {
 
     /// How far the clock has been advanced since creation.
     pub fn elapsed(&self) -> Duration {
-        Duration::from_nanos(self.inner.offset_nanos.load(Ordering::SeqCst))
+        Duration::from_nanos(self.advanced())
+    }
+
+    /// [`elapsed`](ManualClock::elapsed) in whole nanoseconds.
+    #[inline]
+    pub(super) fn advanced(&self) -> u64 {
+        self.inner.offset_nanos.load(Ordering::SeqCst)
+    }
+
+    /// `now()` together with the advance it was computed from (one read,
+    /// so the pair is consistent under a concurrent `advance`).
+    pub(super) fn reading(&self) -> (Instant, u64) {
+        let off = self.advanced();
+        (self.inner.base + Duration::from_nanos(off), off)
     }
 }
 
