@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct Rig {
     pub panic_in_call: AtomicBool,
     pub call_times: Mutex<Vec<Instant>>,
     pub clock: Mutex<Option<ManualClock>>,
+    /// Polls of loader futures (all calls together).
+    pub polls: AtomicUsize,
 }
 
 impl Rig {
@@ -118,7 +120,8 @@ impl Loader<u32, u64> for Gated {
                 rx
             }
         };
-        Box::pin(async move {
+        let counted = Arc::clone(&rig);
+        let fut = Box::pin(async move {
             let _guard = guard;
             match rx.await {
                 Ok(Reply::Ok(v)) => Ok(v),
@@ -130,7 +133,25 @@ impl Loader<u32, u64> for Gated {
                 }
                 Err(_) => futures::future::pending().await,
             }
+        });
+        Box::pin(Counted {
+            rig: counted,
+            inner: fut,
         })
+    }
+}
+
+/// A loader future that counts its polls in `rig.polls`.
+struct Counted {
+    rig: Arc<Rig>,
+    inner: BoxFuture<'static, Result<u64, Boom>>,
+}
+
+impl Future for Counted {
+    type Output = Result<u64, Boom>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.rig.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.as_mut().poll(cx)
     }
 }
 
@@ -223,4 +244,70 @@ pub fn populate(rig: &Rig, cache: &Cache, k: u32, v: u64) {
 
 pub fn src(r: &Result<fairgate::singleflight::Hit<u64, Boom>, CacheError<Boom>>) -> Source {
     r.as_ref().expect("expected a value").source
+}
+
+/// A waker that counts its wakes and its clones (to tell which task a
+/// flight woke, and whether re-registering the same waker cloned it).
+pub struct Tally {
+    pub wakes: AtomicUsize,
+    pub clones: AtomicUsize,
+}
+
+impl Tally {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Tally {
+            wakes: AtomicUsize::new(0),
+            clones: AtomicUsize::new(0),
+        })
+    }
+    pub fn wakes(&self) -> usize {
+        self.wakes.load(Ordering::SeqCst)
+    }
+    pub fn clones(&self) -> usize {
+        self.clones.load(Ordering::SeqCst)
+    }
+    /// A waker for this tally. The waker holds one `Arc` reference.
+    pub fn waker(self: &Arc<Self>) -> Waker {
+        let ptr = Arc::into_raw(Arc::clone(self)) as *const ();
+        // SAFETY: `ptr` comes from `Arc::into_raw` of a `Tally` and the vtable
+        // below treats it as exactly that, keeping the reference count right.
+        unsafe { Waker::from_raw(RawWaker::new(ptr, &TALLY_VTABLE)) }
+    }
+}
+
+static TALLY_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(tally_clone, tally_wake, tally_wake_by_ref, tally_drop);
+
+unsafe fn tally_clone(p: *const ()) -> RawWaker {
+    // SAFETY: `p` is a live `Arc<Tally>` pointer (see `Tally::waker`).
+    let t = unsafe { &*(p as *const Tally) };
+    t.clones.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: as above; the new waker owns one more reference.
+    unsafe { Arc::increment_strong_count(p as *const Tally) };
+    RawWaker::new(p, &TALLY_VTABLE)
+}
+
+unsafe fn tally_wake(p: *const ()) {
+    // SAFETY: `p` is a live `Arc<Tally>` pointer; waking consumes it.
+    unsafe {
+        tally_wake_by_ref(p);
+        tally_drop(p);
+    }
+}
+
+unsafe fn tally_wake_by_ref(p: *const ()) {
+    // SAFETY: `p` is a live `Arc<Tally>` pointer (see `Tally::waker`).
+    let t = unsafe { &*(p as *const Tally) };
+    t.wakes.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe fn tally_drop(p: *const ()) {
+    // SAFETY: releases the reference this waker owned.
+    unsafe { drop(Arc::from_raw(p as *const Tally)) };
+}
+
+/// Polls once with `waker`.
+pub fn poll_with<F: Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
+    let mut cx = Context::from_waker(waker);
+    Pin::new(f).poll(&mut cx)
 }
