@@ -75,9 +75,14 @@ pub(super) struct Shard<K, V, E> {
 }
 
 impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
-    /// Evicts until fewer than `limit` keys remain or nothing is evictable.
+    /// Evicts until at most `limit` keys remain or nothing is evictable.
+    ///
+    /// Never evicts a key with a load in flight (its result would be lost)
+    /// and gives a key read since the last sweep a second chance. Two passes
+    /// over `order` suffice: the first clears every `referenced` mark, the
+    /// second finds every key without a load in flight.
     pub(super) fn evict_to(&mut self, limit: usize, counters: &Counters) {
-        let mut budget = 2 * self.order.len() + 1;
+        let mut budget = 2 * self.order.len();
         while self.map.len() > limit && budget > 0 {
             budget -= 1;
             let Some(k) = self.order.pop_front() else {
@@ -103,7 +108,11 @@ impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
         entry: Entry<V, E>,
         counters: &Counters,
     ) -> &mut Entry<V, E> {
+        // Room for the new key.
         self.evict_to(self.cap.saturating_sub(1), counters);
+        // `invalidate` and removals leave their keys in `order`; rebuild it
+        // before it outgrows the map, or a churn of keys that never fills
+        // the shard would grow it without bound.
         if self.order.len() > 2 * self.map.len() + 32 {
             self.order = self.map.keys().cloned().collect();
         }
@@ -114,3 +123,52 @@ impl<K: Hash + Eq + Clone, V, E> Shard<K, V, E> {
 
 pub(super) type ShardLock<K, V, E> = Mutex<Shard<K, V, E>>;
 pub(super) type Shards<K, V, E> = Box<[ShardLock<K, V, E>]>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::singleflight::hash::{KeyState, Lookup};
+
+    fn shard(cap: usize) -> Shard<u64, u64, ()> {
+        Shard {
+            map: HashMap::with_hasher(PassThrough),
+            hits: HitCounts::default(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    /// Keys inserted and removed again (as `invalidate` does) without ever
+    /// filling the shard do not pile up in the eviction order, next to a
+    /// resident set of keys and after that set shrinks.
+    #[test]
+    fn order_stays_bounded_under_churn() {
+        let hasher = KeyState::new();
+        let counters = Counters::default();
+        let mut s = shard(1000);
+        let insert = |s: &mut Shard<u64, u64, ()>, k: u64| {
+            let at = Lookup::new(&hasher, &k);
+            s.insert_new(HashedKey::new(at.hash, k), Entry::empty(0, k), &counters);
+            at.hash
+        };
+        for k in 0..100 {
+            insert(&mut s, k);
+        }
+        for round in 0..2u64 {
+            for k in 1_000..5_000 {
+                let k = k + round * 10_000;
+                let hash = insert(&mut s, k);
+                s.map.remove(&HashedKey::new(hash, k));
+                let bound = 2 * s.map.len() + 33;
+                assert!(s.order.len() <= bound, "order {} > {bound}", s.order.len());
+            }
+            // The resident set shrinks: the bound drops below `order`.
+            for k in 0..50 {
+                let k = k + round * 50;
+                let at = Lookup::new(&hasher, &k);
+                s.map.remove(at.view());
+            }
+        }
+        assert_eq!(s.map.len(), 0);
+    }
+}

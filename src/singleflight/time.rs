@@ -33,7 +33,10 @@ pub(super) enum TimeSource {
     /// A [`ManualClock`], read as its advanced nanoseconds minus
     /// `at_epoch`, the advance when the cache took its epoch (exact: the
     /// epoch *is* the clock's base plus `at_epoch`).
-    Manual { clock: ManualClock, at_epoch: Nanos },
+    Manual {
+        clock: ManualClock,
+        at_epoch: Nanos,
+    },
     Custom(Arc<dyn Clock>),
 }
 
