@@ -31,8 +31,20 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay after `failures` consecutive failures (0 → zero).
+    ///
+    /// ```
+    /// use fairgate::singleflight::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let b = Backoff::default(); // 1 s, doubling, capped at 60 s
+    /// assert_eq!(b.delay(0), Duration::ZERO);
+    /// assert_eq!(b.delay(3), Duration::from_secs(4));
+    /// assert_eq!(b.delay(10), Duration::from_secs(60));
+    /// ```
     pub fn delay(&self, failures: u32) -> Duration {
-        if failures == 0 {
+        // A zero `initial` stays zero: `0 * inf` (a factor that overflowed)
+        // would otherwise be NaN and read as "the maximum".
+        if failures == 0 || self.initial.is_zero() {
             return Duration::ZERO;
         }
         let mult = if self.multiplier.is_finite() && self.multiplier > 1.0 {

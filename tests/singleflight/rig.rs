@@ -39,6 +39,8 @@ pub struct Rig {
     pub clock: Mutex<Option<ManualClock>>,
     /// Polls of loader futures (all calls together).
     pub polls: AtomicUsize,
+    /// The key of every backend call, in call order.
+    pub keys: Mutex<Vec<u32>>,
 }
 
 impl Rig {
@@ -93,9 +95,10 @@ pub struct Gated(pub Arc<Rig>);
 impl Loader<u32, u64> for Gated {
     type Error = Boom;
     type Future = BoxFuture<'static, Result<u64, Boom>>;
-    fn load(&self, _key: &u32, _previous: Option<Arc<u64>>) -> Self::Future {
+    fn load(&self, key: &u32, _previous: Option<Arc<u64>>) -> Self::Future {
         let rig = Arc::clone(&self.0);
         rig.calls.fetch_add(1, Ordering::SeqCst);
+        rig.keys.lock().unwrap().push(*key);
         let a = rig.active.fetch_add(1, Ordering::SeqCst) + 1;
         rig.max_active.fetch_max(a, Ordering::SeqCst);
         if let Some(c) = rig.clock.lock().unwrap().as_ref() {
