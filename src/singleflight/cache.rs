@@ -363,7 +363,7 @@ mod tests {
 
     type L = fn(&u64, Option<Arc<u64>>) -> std::future::Ready<Result<u64, ()>>;
 
-    /// The hit path's layout budget (see DESIGN.md, "Hit path cost"): a
+    /// The hit path's layout budget (see `src/singleflight/DESIGN.md`, "Hit path cost"): a
     /// `(HashedKey<u64>, Entry)` bucket in 88 bytes and a three-word `get` future.
     #[test]
     pub(super) fn hit_path_sizes() {
