@@ -51,7 +51,7 @@ where
         self
     }
 
-    /// Sets the clock (default: [`SystemClock`]).
+    /// Sets the clock (default: [`SystemClock`](super::SystemClock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = TimeSource::of(clock);
         self

@@ -13,7 +13,7 @@ use super::clock::{saturating_nanos as nanos, Spawn};
 use super::flight::lock;
 use super::get::Get;
 use super::hash::{HashedKey, KeyState, Lookup};
-use super::hit::{CacheError, Hit, Source, StaleReason};
+use super::hit::{GetResult, Hit, Source, StaleReason};
 use super::loader::{FromFn, Loader};
 use super::policy::Policy;
 use super::shard::{Entry, ShardLock, Shards};
@@ -69,7 +69,7 @@ pub(super) struct Limits {
 /// | stale, `age < ttl + swr` | no | no | start a refresh; with a spawner return stale at once, otherwise this caller drives the refresh and waits |
 /// | stale, `age >= ttl + swr` | no | no | start a refresh and wait; on failure return stale (`LoadFailed`) |
 /// | none / too old | yes | any | join the load ([`Source::Joined`]) |
-/// | none / too old | no | yes | fail fast: [`CacheError::Throttled`] |
+/// | none / too old | no | yes | fail fast: [`CacheError::Throttled`](super::CacheError::Throttled) |
 /// | none / too old | no | no | start a load and wait ([`Source::Loaded`]) |
 ///
 /// At most one backend call per key runs at a time (the only exceptions are
@@ -161,7 +161,7 @@ where
     pub fn get<'a>(
         &'a self,
         key: &'a K,
-    ) -> impl Future<Output = Result<Hit<V, L::Error>, CacheError<L::Error>>> + Send + 'a {
+    ) -> impl Future<Output = GetResult<V, L::Error>> + Send + 'a {
         Get {
             inner: &self.inner,
             key,

@@ -11,7 +11,7 @@ use super::cache::Inner;
 use super::flight::{lock, Waiter};
 use super::get::{Decision, Wait};
 use super::hash::{HashedKey, Lookup};
-use super::hit::{CacheError, Hit, Source, StaleReason};
+use super::hit::{CacheError, GetResult, Hit, Source, StaleReason};
 use super::loader::Loader;
 use super::shard::{Entry, Out, Shard};
 use super::time::Nanos;
@@ -35,7 +35,7 @@ where
         key: &K,
         wait: &mut Option<Box<Wait<V, L::Error>>>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Hit<V, L::Error>, CacheError<L::Error>>> {
+    ) -> Poll<GetResult<V, L::Error>> {
         let now = self.now();
         let (shard, at) = self.locate(key);
         let mut guard = lock(shard);
@@ -99,7 +99,7 @@ where
         now: Nanos,
         wait: &mut Option<Box<Wait<V, L::Error>>>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Hit<V, L::Error>, CacheError<L::Error>>> {
+    ) -> Poll<GetResult<V, L::Error>> {
         let mut bg = None;
         let decision = self.decide_locked(&mut guard, at, now, &mut bg);
         drop(guard);

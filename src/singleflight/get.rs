@@ -9,7 +9,7 @@ use std::task::{ready, Context, Poll};
 
 use super::cache::Inner;
 use super::flight::Waiter;
-use super::hit::{CacheError, Hit};
+use super::hit::GetResult;
 use super::loader::Loader;
 use super::shard::Out;
 use super::time::Nanos;
@@ -47,7 +47,7 @@ where
     V: Send + Sync + 'static,
     L: Loader<K, V>,
 {
-    type Output = Result<Hit<V, L::Error>, CacheError<L::Error>>;
+    type Output = GetResult<V, L::Error>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -75,7 +75,7 @@ where
 
 /// The slow path's outcome, produced under the shard lock.
 pub(super) enum Decision<V, E> {
-    Ready(Result<Hit<V, E>, CacheError<E>>),
+    Ready(GetResult<V, E>),
     Wait {
         waiter: Waiter<Out<V, E>>,
         leader: bool,
@@ -109,7 +109,7 @@ where
         &self,
         w: &mut Wait<V, L::Error>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Hit<V, L::Error>, CacheError<L::Error>>> {
+    ) -> Poll<GetResult<V, L::Error>> {
         let out = ready!(Pin::new(&mut w.waiter).poll(cx));
         Poll::Ready(self.settle(out, w.leader, w.fallback.take()))
     }

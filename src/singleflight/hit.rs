@@ -105,7 +105,7 @@ impl<V, E> Hit<V, E> {
     /// assert!(hit.error().is_none());
     ///
     /// up.store(false, Ordering::SeqCst);
-    /// clock.advance(Duration::from_secs(2));
+    /// clock.advance(Duration::from_secs(6)); // past ttl and min_refresh_interval
     /// let hit = cache.get(&0).now_or_never().unwrap().unwrap();
     /// assert_eq!(hit.source, Source::Stale(StaleReason::LoadFailed));
     /// assert_eq!(hit.error().map(|e| **e), Some("registry down"));
@@ -114,6 +114,9 @@ impl<V, E> Hit<V, E> {
         self.error.as_ref()
     }
 }
+
+/// What a `get` resolves to.
+pub(super) type GetResult<V, E> = Result<Hit<V, E>, CacheError<E>>;
 
 /// Where a [`Hit`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,7 +144,7 @@ pub enum StaleReason {
     LoadFailed,
 }
 
-/// Why [`StaleCache::get`] produced no value.
+/// Why [`StaleCache::get`](super::StaleCache::get) produced no value.
 pub enum CacheError<E> {
     /// The backend call this caller waited on failed. Every waiter of that
     /// call gets the same `Arc`.

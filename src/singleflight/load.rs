@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::cache::Inner;
 use super::clock::saturating_nanos as nanos;
 use super::flight::{lock, Abort, BoxFut, Flight, Waiter};
-use super::hit::{CacheError, Hit, Source, StaleReason};
+use super::hit::{CacheError, GetResult, Hit, Source, StaleReason};
 use super::loader::Loader;
 use super::shard::{Entry, Out};
 use super::stats::bump;
@@ -188,7 +188,7 @@ where
         out: Result<Out<V, L::Error>, Arc<str>>,
         leader: bool,
         fallback: Option<(Arc<V>, Nanos)>,
-    ) -> Result<Hit<V, L::Error>, CacheError<L::Error>> {
+    ) -> GetResult<V, L::Error> {
         let c = &self.counters;
         let now = self.now();
         let err = match out {

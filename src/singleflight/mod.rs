@@ -67,6 +67,7 @@
 //! use fairgate::singleflight::{ManualClock, Policy, Source, StaleCache, StaleReason};
 //! use futures::FutureExt;
 //! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! let calls = Arc::new(AtomicUsize::new(0));

@@ -104,7 +104,7 @@ pub struct Policy {
     /// Spreads expiry: each stored value (every load and every `insert`) is
     /// fresh for `ttl - j`, with `j` in `[0, min(ttl_jitter, ttl)]` drawn
     /// from a hash of the key, the store's sequence number and the cache's
-    /// jitter seed ([`Builder::jitter_seed`]; random per cache by default).
+    /// jitter seed ([`Builder::jitter_seed`](super::Builder::jitter_seed); random per cache by default).
     /// Keys loaded together therefore do not all expire, and refresh,
     /// together. `ttl` stays an upper bound on freshness; the
     /// `stale_while_revalidate` band starts at the jittered expiry;
@@ -152,7 +152,7 @@ pub struct Policy {
     /// Extra spacing after consecutive failures.
     pub failure_backoff: Backoff,
     /// Negative caching for keys with nothing servable: after a failed load,
-    /// callers get [`CacheError::Throttled`] at once, without a backend call,
+    /// callers get [`CacheError::Throttled`](super::CacheError::Throttled) at once, without a backend call,
     /// until `max(negative_ttl, backoff)` after the failure. This is the only
     /// spacing for callers with nothing servable (see
     /// [`min_refresh_interval`](Policy::min_refresh_interval)). `None`

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters for every path through the cache. See [`StaleCache::stats`].
+/// Counters for every path through the cache. See [`StaleCache::stats`](super::StaleCache::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Fresh hits.
