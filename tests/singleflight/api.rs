@@ -195,3 +195,22 @@ fn load_cap_serves_loads_in_arrival_order() {
         assert_eq!(rig.max_active.load(std::sync::atomic::Ordering::SeqCst), 1);
     });
 }
+
+/// The `Debug` output names the type and what a reader needs from it.
+#[test]
+fn debug_output_names_its_parts() {
+    let (_rig, _clock, cache) = setup();
+    let s = format!("{cache:?}");
+    assert!(s.starts_with("StaleCache") && s.contains("ttl: 10s"), "{s}");
+    let g: Group<u8, u8, Down> = Group::new();
+    assert!(format!("{g:?}").starts_with("Group"));
+    let f = from_fn(|k: &u8| {
+        let k = *k;
+        async move { Ok::<_, Down>(k) }
+    });
+    assert!(format!("{f:?}").starts_with("FromFn"));
+    cache.insert(1, 2);
+    let hit = cache.peek(&1).unwrap();
+    let s = format!("{hit:?}");
+    assert!(s.contains("value: 2") && s.contains("Fresh") && !s.contains("error"), "{s}");
+}
