@@ -249,3 +249,24 @@ fn every_hit_counter_is_exact_across_shards() {
         );
     });
 }
+
+/// Jitter with a zero `ttl`: nothing is ever fresh, and drawing the jitter
+/// from an empty span does not fail. Fails if the draw's `span + 1` becomes
+/// `span - 1` (underflow).
+#[test]
+fn jitter_with_zero_ttl_is_always_stale() {
+    bounded(|| {
+        let (rig, _clock, cache) = rig_with(Policy {
+            ttl: Duration::ZERO,
+            ttl_jitter: Duration::from_secs(1),
+            ..policy()
+        });
+        cache.insert(1, 1);
+        let hit = cache.peek(&1).unwrap();
+        assert_eq!(hit.source, Source::Stale(StaleReason::Throttled));
+        rig.set_auto(Some(Reply::Ok(2)));
+        let hit = now(cache.get(&2)).unwrap();
+        assert_eq!(hit.source, Source::Loaded);
+        assert!(cache.peek(&2).unwrap().is_stale());
+    });
+}
