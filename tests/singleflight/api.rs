@@ -4,13 +4,13 @@
 
 use crate::rig::*;
 use fairgate::singleflight::{
-    from_fn, Backoff, CacheError, Group, GroupError, ManualClock, Policy, Source, StaleCache,
-    StaleReason,
+    from_fn, Backoff, CacheError, Clock, Group, GroupError, ManualClock, Policy, Source,
+    StaleCache, StaleReason, SystemClock,
 };
 use std::error::Error as _;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `delay(n) = min(max, initial * multiplier^(n-1))`, zero for no failure,
 /// a multiplier below 1 (or not finite) counting as 1.
@@ -212,5 +212,52 @@ fn debug_output_names_its_parts() {
     cache.insert(1, 2);
     let hit = cache.peek(&1).unwrap();
     let s = format!("{hit:?}");
-    assert!(s.contains("value: 2") && s.contains("Fresh") && !s.contains("error"), "{s}");
+    assert!(
+        s.contains("value: 2") && s.contains("Fresh") && !s.contains("error"),
+        "{s}"
+    );
+}
+
+/// A clock that implements only `now()`: the cache measures ages through
+/// `Clock::nanos_since`'s default. Fails if that default answers a constant.
+#[test]
+fn clock_with_only_now_drives_ages() {
+    #[derive(Clone)]
+    struct OnlyNow(ManualClock);
+    impl Clock for OnlyNow {
+        fn now(&self) -> Instant {
+            self.0.now()
+        }
+    }
+    let manual = ManualClock::new();
+    let cache = StaleCache::from_fn(|k: &u8| {
+        let k = *k;
+        async move { Ok::<_, Down>(k) }
+    })
+    .policy(Policy {
+        ttl: Duration::from_secs(10),
+        ..Policy::default()
+    })
+    .clock(OnlyNow(manual.clone()))
+    .build();
+    cache.insert(1, 1);
+    manual.advance(Duration::from_millis(10_500));
+    let hit = cache.peek(&1).unwrap();
+    assert_eq!(hit.age, Duration::from_millis(10_500));
+    assert!(hit.is_stale());
+}
+
+/// `SystemClock::nanos_since` measures real elapsed time (no sleeping: the
+/// origin is taken a second in the past).
+#[test]
+fn system_clock_measures_from_its_origin() {
+    let Some(origin) = Instant::now().checked_sub(Duration::from_secs(1)) else {
+        return; // a platform whose clock starts less than a second ago
+    };
+    let n = SystemClock.nanos_since(origin);
+    assert!((1_000_000_000..60_000_000_000).contains(&n), "{n}");
+    assert_eq!(
+        SystemClock.nanos_since(Instant::now() + Duration::from_secs(5)),
+        0
+    );
 }

@@ -5,7 +5,11 @@
 //! hit counter of `stats()`, summed across shards.
 
 use crate::rig::*;
-use fairgate::singleflight::{CacheError, Policy, Source, StaleReason, Stats};
+use fairgate::singleflight::{
+    CacheError, ManualClock, Policy, Source, SpawnedFuture, StaleCache, StaleReason, Stats,
+};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 /// Inside the retry window after a failed refresh, stale hits say
@@ -268,5 +272,47 @@ fn jitter_with_zero_ttl_is_always_stale() {
         let hit = now(cache.get(&2)).unwrap();
         assert_eq!(hit.source, Source::Loaded);
         assert!(cache.peek(&2).unwrap().is_stale());
+    });
+}
+
+/// With a spawner, `stale_while_revalidate` ends exactly at
+/// `ttl + stale_while_revalidate`: just before it the trigger gets the stale
+/// value at once, at it the trigger waits for the refresh. Fails on `<` →
+/// `<=` in the band test.
+#[test]
+fn swr_band_ends_exactly_at_ttl_plus_swr() {
+    bounded(|| {
+        for (age_ms, waits) in [(14_999, false), (15_000, true)] {
+            let rig = Rig::new();
+            let clock = ManualClock::new();
+            let spawned: Arc<Mutex<Vec<SpawnedFuture>>> = Arc::default();
+            let s = Arc::clone(&spawned);
+            let cache = StaleCache::builder(Gated(Arc::clone(&rig)))
+                .policy(Policy {
+                    stale_while_revalidate: Duration::from_secs(5),
+                    ..policy()
+                })
+                .clock(clock.clone())
+                .spawner(move |f| s.lock().unwrap().push(f))
+                .build();
+            cache.insert(1, 1);
+            clock.advance(Duration::from_millis(age_ms));
+            let mut trigger = get(&cache, 1);
+            match poll_once(&mut trigger) {
+                Poll::Ready(r) if !waits => {
+                    assert_eq!(src(&r), Source::Stale(StaleReason::Revalidating))
+                }
+                Poll::Pending if waits => {}
+                other => panic!("age {age_ms} ms: waits={waits}, got {:?}", other.is_ready()),
+            }
+            assert_eq!(
+                spawned.lock().unwrap().len(),
+                1,
+                "the refresh was not spawned"
+            );
+            // Spawned futures are never run here: only a waiting trigger
+            // drives the load itself.
+            assert_eq!(rig.calls(), usize::from(waits));
+        }
     });
 }
