@@ -313,6 +313,8 @@ fn swr_band_ends_exactly_at_ttl_plus_swr() {
             // Spawned futures are never run here: only a waiting trigger
             // drives the load itself.
             assert_eq!(rig.calls(), usize::from(waits));
+            let counted = cache.stats().stale_revalidating;
+            assert_eq!(counted, u64::from(!waits), "the trigger's stale hit counts");
         }
     });
 }
