@@ -186,15 +186,16 @@ fn flight_cancelled_but_not_yet_forgotten_is_not_running() {
             // reads the clock and stops there.
             let dropper = s.spawn(move || drop(trigger));
             entered_rx.recv().unwrap();
-            let hit = now(cache.get(&1)).unwrap();
+            let got = now(cache.get(&1)).unwrap().source;
+            let peeked = cache.peek(&1).unwrap().source;
+            // Let the hook finish before asserting, so a failure cannot hang.
+            go_tx.send(()).unwrap();
             assert_eq!(
-                hit.source,
+                got,
                 Source::Stale(StaleReason::Throttled),
                 "a cancelled flight was reported as a running refresh"
             );
-            let peeked = cache.peek(&1).unwrap();
-            assert_eq!(peeked.source, Source::Stale(StaleReason::Throttled));
-            go_tx.send(()).unwrap();
+            assert_eq!(peeked, Source::Stale(StaleReason::Throttled));
             dropper.join().unwrap();
         });
         assert_eq!(cache.stats().loads_abandoned, 1);
