@@ -26,6 +26,8 @@ fn backoff_delay_follows_its_formula() {
     let want = [0, 1, 2, 4, 8, 16, 20, 20].map(secs);
     assert_eq!(got, want);
     assert_eq!(b.delay(u32::MAX), secs(20));
+    // 2^99 s is finite but beyond `Duration`: capped, not converted.
+    assert_eq!(b.delay(100), secs(20));
     let b = Backoff {
         initial: Duration::from_millis(1500),
         multiplier: 3.0,

@@ -318,3 +318,23 @@ fn swr_band_ends_exactly_at_ttl_plus_swr() {
         }
     });
 }
+
+/// A refresh that fails just as the stale value reaches `max_stale` does
+/// not serve it: `max_stale` bounds stale-if-error too, boundary included.
+/// Fails on `<` → `<=` in the fallback's age test.
+#[test]
+fn stale_if_error_stops_exactly_at_max_stale() {
+    bounded(|| {
+        let (rig, clock, cache) = setup(); // max_stale 100 s
+        populate(&rig, &cache, 1, 1);
+        clock.advance(Duration::from_secs(95));
+        let mut trigger = get(&cache, 1);
+        assert!(poll_once(&mut trigger).is_pending());
+        clock.advance(Duration::from_secs(5)); // age 100 when it fails
+        assert!(rig.release(Reply::Err("down")));
+        match now(trigger) {
+            Err(CacheError::Load(e)) => assert_eq!(e.0, "down"),
+            other => panic!("expected the load error, got {other:?}"),
+        }
+    });
+}
