@@ -338,3 +338,33 @@ fn stale_if_error_stops_exactly_at_max_stale() {
         }
     });
 }
+
+/// A `min_refresh_interval` too long to represent as a deadline: after a
+/// failure the key is not retried for (practically) ever, not at once.
+/// Fails if the saturated deadline (`far_future`) is 0 ("no deadline") or
+/// spans less than two years.
+#[test]
+fn unrepresentable_interval_after_failure_means_never() {
+    bounded(|| {
+        let (rig, clock, cache) = rig_with(Policy {
+            max_stale: Duration::MAX,
+            min_refresh_interval: Duration::MAX,
+            negative_ttl: None,
+            ..policy()
+        });
+        populate(&rig, &cache, 1, 1);
+        clock.advance(Duration::from_secs(11));
+        let mut trigger = get(&cache, 1);
+        assert!(poll_once(&mut trigger).is_pending());
+        assert!(rig.release(Reply::Err("down")));
+        assert!(now(trigger).unwrap().is_stale());
+        clock.advance(Duration::from_secs(2 * 366 * 24 * 3600));
+        let hit = now(cache.get(&1)).unwrap();
+        assert_eq!(hit.source, Source::Stale(StaleReason::LoadFailed));
+        assert_eq!(
+            rig.calls(),
+            2,
+            "retried inside an interval of Duration::MAX"
+        );
+    });
+}
