@@ -51,7 +51,8 @@ async fn main() {
     // ---------------------------------------------------------- StaleCache
     let registry = Registry::default();
     let r = registry.clone();
-    let cache = StaleCache::builder(move |name: &String, _prev: Option<Arc<Vec<String>>>| {
+    // The simple loader form: key only, no `previous` value.
+    let cache = StaleCache::from_fn(move |name: &String| {
         let r = r.clone();
         let name = name.clone();
         async move { r.get_service(name).await }
@@ -62,6 +63,10 @@ async fn main() {
         min_refresh_interval: Duration::from_millis(50),
         ..Policy::default()
     })
+    // The recommended setup: with a spawner the refresh runs detached, so
+    // even the caller that triggers it is answered with the stale value at
+    // once, and a caller that gives up cannot cancel the refresh for the
+    // others. Without one, that caller would wait the full 300 ms.
     .spawner(|f| {
         tokio::spawn(f);
     })
@@ -81,17 +86,24 @@ async fn main() {
                 tokio::time::sleep(Duration::from_micros(400 * i as u64)).await;
                 let t = Instant::now();
                 let r = cache.get(&key).await;
-                (t.elapsed(), r.map(|h| h.source))
+                (
+                    t.elapsed(),
+                    r.map(|h| (h.source, h.error().map(|e| e.to_string()))),
+                )
             })
         })
         .collect();
     let mut lat = Vec::new();
     let (mut stale, mut fresh, mut errors) = (0, 0, 0);
+    let mut refresh_error = None;
     for t in tasks {
         let (d, r) = t.await.unwrap();
         lat.push(d);
         match r {
-            Ok(Source::Stale(_)) => stale += 1,
+            Ok((Source::Stale(_), err)) => {
+                stale += 1;
+                refresh_error = refresh_error.or(err);
+            }
             Ok(_) => fresh += 1,
             Err(_) => errors += 1,
         }
@@ -105,6 +117,9 @@ async fn main() {
         registry.calls.load(Ordering::SeqCst) - 1
     );
     println!("  served stale: {stale}, fresh/loaded: {fresh}, errors: {errors}");
+    if let Some(e) = refresh_error {
+        println!("  the failed refresh, as stale hits report it (Hit::error): {e}");
+    }
     println!(
         "  per-call latency: p50 {:?}, p99 {:?}, max {:?}",
         percentile(&lat, 0.5),

@@ -2,7 +2,6 @@
 
 use std::boxed::Box;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -79,6 +78,15 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
 }
 
 /// The default clock: [`std::time::Instant::now`].
+///
+/// The cache reads it as `epoch.elapsed()` (an `Instant` taken when the cache
+/// was built): only documented std behaviour, one `clock_gettime` (vDSO) read
+/// and std's `Instant` subtraction per call.
+///
+/// A faster clock is an explicit choice: implement [`Clock`] (its
+/// [`nanos_since`](Clock::nanos_since) is the per-call reading) over a clock
+/// you trust, e.g. a TSC-based one such as the `quanta` crate, and pass it to
+/// [`Builder::clock`](super::Builder::clock).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -115,8 +123,6 @@ pub struct ManualClock {
 #[derive(Debug)]
 struct ManualInner {
     base: Instant,
-    /// `base`'s parts, if std's `Instant` layout checked out.
-    base_parts: Option<InstantParts>,
     offset_nanos: AtomicU64,
 }
 
@@ -127,7 +133,6 @@ impl ManualClock {
         ManualClock {
             inner: Arc::new(ManualInner {
                 base,
-                base_parts: InstantParts::calibrate(base),
                 offset_nanos: AtomicU64::new(0),
             }),
         }
@@ -141,7 +146,20 @@ impl ManualClock {
 
     /// How far the clock has been advanced since creation.
     pub fn elapsed(&self) -> Duration {
-        Duration::from_nanos(self.inner.offset_nanos.load(Ordering::SeqCst))
+        Duration::from_nanos(self.advanced())
+    }
+
+    /// [`elapsed`](ManualClock::elapsed) in whole nanoseconds.
+    #[inline]
+    pub(super) fn advanced(&self) -> u64 {
+        self.inner.offset_nanos.load(Ordering::SeqCst)
+    }
+
+    /// `now()` together with the advance it was computed from (one read,
+    /// so the pair is consistent under a concurrent `advance`).
+    pub(super) fn reading(&self) -> (Instant, u64) {
+        let off = self.advanced();
+        (self.inner.base + Duration::from_nanos(off), off)
     }
 }
 
@@ -156,22 +174,17 @@ impl Clock for ManualClock {
         self.inner.base + self.elapsed()
     }
 
-    /// The advanced nanoseconds plus the base's distance from `origin`: no
-    /// `Instant` is built, and with std's layout checked (see
-    /// `InstantParts`) no call into std is made. Exactly `now() − origin`,
-    /// saturating.
+    /// The advanced nanoseconds plus the base's distance from `origin`
+    /// (`Instant::checked_duration_since`, documented std): no `Instant` is
+    /// built for the reading. Exactly `now() − origin`, saturating.
     #[inline]
     fn nanos_since(&self, origin: Instant) -> u64 {
         let off = self.inner.offset_nanos.load(Ordering::SeqCst);
         let base = self.inner.base;
         // now − origin = off + (base − origin).
-        match (self.inner.base_parts, InstantParts::of(origin)) {
-            (Some(b), Some(o)) if o <= b => off.saturating_add(b.nanos_since(o)),
-            (Some(b), Some(o)) => off.saturating_sub(o.nanos_since(b)),
-            _ => match base.checked_duration_since(origin) {
-                Some(ahead) => off.saturating_add(saturating_nanos(ahead)),
-                None => off.saturating_sub(saturating_nanos(origin - base)),
-            },
+        match base.checked_duration_since(origin) {
+            Some(ahead) => off.saturating_add(saturating_nanos(ahead)),
+            None => off.saturating_sub(saturating_nanos(origin - base)),
         }
     }
 }
@@ -199,126 +212,6 @@ where
     }
 }
 
-/// An `Instant` as the `(seconds, nanoseconds)` pair its `Hash` impl writes.
-///
-/// std offers no cheaper way from an `Instant` to a number than
-/// `duration_since`, three calls into std (~57 instructions, ~10 ns here).
-/// On Unix, `Instant` is a `timespec` whose derived `Hash` writes `tv_sec`
-/// as an `i64` and then `tv_nsec` as a `u32`; that impl is generic over the
-/// hasher, so with [`Capture`] it inlines to two field reads. The layout is
-/// not a documented guarantee, so it is never trusted blindly:
-/// [`InstantParts::calibrate`] checks it against std's own subtraction
-/// before the cache uses it, and the cache falls back to `duration_since`
-/// if it does not match (other platforms, a future std).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct InstantParts {
-    secs: i64,
-    nanos: u32,
-}
-
-/// A `Hasher` that records exactly one `write_i64` followed by one
-/// `write_u32`; any other sequence marks it `BAD`.
-struct Capture {
-    secs: i64,
-    nanos: u32,
-    seen: u8,
-}
-
-const BAD: u8 = u8::MAX;
-
-impl Hasher for Capture {
-    fn finish(&self) -> u64 {
-        0
-    }
-    #[inline]
-    fn write(&mut self, _: &[u8]) {
-        self.seen = BAD;
-    }
-    #[inline]
-    fn write_i64(&mut self, v: i64) {
-        if self.seen == 0 {
-            self.secs = v;
-            self.seen = 1;
-        } else {
-            self.seen = BAD;
-        }
-    }
-    #[inline]
-    fn write_u32(&mut self, v: u32) {
-        if self.seen == 1 {
-            self.nanos = v;
-            self.seen = 2;
-        } else {
-            self.seen = BAD;
-        }
-    }
-}
-
-impl InstantParts {
-    /// `t`'s parts, if its `Hash` writes the expected shape.
-    #[inline]
-    pub(crate) fn of(t: Instant) -> Option<Self> {
-        let mut c = Capture {
-            secs: 0,
-            nanos: 0,
-            seen: 0,
-        };
-        t.hash(&mut c);
-        (c.seen == 2 && c.nanos < 1_000_000_000).then_some(InstantParts {
-            secs: c.secs,
-            nanos: c.nanos,
-        })
-    }
-
-    /// Whole nanoseconds from `origin` to `self`, saturating like
-    /// `saturating_nanos(self.saturating_duration_since(origin))`.
-    #[inline]
-    pub(crate) fn nanos_since(self, origin: InstantParts) -> u64 {
-        if self < origin {
-            return 0;
-        }
-        // `self >= origin`, so the true difference fits in a u64.
-        let mut secs = self.secs.wrapping_sub(origin.secs) as u64;
-        let nanos = if self.nanos >= origin.nanos {
-            self.nanos - origin.nanos
-        } else {
-            secs -= 1;
-            self.nanos + 1_000_000_000 - origin.nanos
-        };
-        secs.checked_mul(1_000_000_000)
-            .and_then(|s| s.checked_add(u64::from(nanos)))
-            .unwrap_or(u64::MAX)
-    }
-
-    /// `origin`'s parts if, around `origin`, [`nanos_since`] on parts agrees
-    /// with std's subtraction (both ways, across a carry, near the second
-    /// boundary); `None` means "use `duration_since`".
-    ///
-    /// [`nanos_since`]: InstantParts::nanos_since
-    pub(crate) fn calibrate(origin: Instant) -> Option<Self> {
-        let o = Self::of(origin)?;
-        const SPANS: [(u64, u32); 7] = [
-            (0, 0),
-            (0, 1),
-            (0, 999_999_999),
-            (1, 0),
-            (1, 1),
-            (2, 500_000_001),
-            (86_400, 999_999_999),
-        ];
-        for (s, n) in SPANS {
-            let d = Duration::new(s, n);
-            for t in [origin.checked_add(d)?, origin.checked_sub(d)?] {
-                let want = saturating_nanos(t.saturating_duration_since(origin));
-                if Self::of(t)?.nanos_since(o) != want {
-                    return None;
-                }
-            }
-        }
-        Some(o)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,36 +219,6 @@ mod tests {
     /// The default `nanos_since`, by definition.
     fn reference(c: &impl Clock, origin: Instant) -> u64 {
         saturating_nanos(c.now().saturating_duration_since(origin))
-    }
-
-    #[test]
-    fn instant_parts_agree_with_std() {
-        let t0 = Instant::now();
-        let o = InstantParts::calibrate(t0);
-        #[cfg(unix)]
-        assert!(
-            o.is_some(),
-            "std's Instant layout changed: hit path falls back"
-        );
-        let Some(o) = o else { return };
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..10_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let d = Duration::from_nanos(x % 10_000_000_000_000);
-            for t in [t0 + d, t0.checked_sub(d).unwrap_or(t0)] {
-                let p = InstantParts::of(t).unwrap();
-                assert_eq!(
-                    p.nanos_since(o),
-                    saturating_nanos(t.saturating_duration_since(t0))
-                );
-                assert_eq!(
-                    o.nanos_since(p),
-                    saturating_nanos(t0.saturating_duration_since(t))
-                );
-            }
-        }
     }
 
     #[test]

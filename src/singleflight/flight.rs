@@ -1,7 +1,7 @@
 //! A shared, cancel-safe flight: one boxed future whose progress is driven by
 //! whichever waiter happens to be polled.
 //!
-//! Design notes (see `DESIGN.md`, section "Singleflight"):
+//! Design notes (see `src/singleflight/DESIGN.md`, "The shared flight"):
 //!
 //! * The inner future is polled with a waker owned by the flight itself. When
 //!   that waker fires, *every* registered waiter is woken, so a waiter that is
