@@ -81,5 +81,4 @@ pub use semaphore::permit::OwnedPermit;
 pub use semaphore::permit::Permit;
 #[cfg(feature = "alloc")]
 pub use semaphore::poll::PollSemaphore;
-pub use semaphore::state::MAX_PERMITS;
 pub use semaphore::Semaphore;

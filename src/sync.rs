@@ -13,6 +13,11 @@ pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
 pub(crate) use core::sync::atomic::Ordering;
 
+/// Atomics that loom and shuttle do not track: for statistics in models and fault injection in
+/// tests only, never for synchronisation.
+#[cfg(any(loom, test))]
+pub(crate) use core::sync::atomic as untracked;
+
 /// Emits a `const fn` normally and a plain `fn` under loom, whose atomics are not `const`
 /// constructible.
 macro_rules! const_unless_loom {
