@@ -11,6 +11,12 @@ pub(crate) use shuttle::sync::atomic::{AtomicPtr, AtomicUsize};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+// Shuttle's schedules are sequentially consistent; core's fence is enough there.
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::fence;
+
 pub(crate) use core::sync::atomic::Ordering;
 
 /// Atomics that loom and shuttle do not track: for statistics in models and fault injection in
