@@ -179,7 +179,7 @@ fn repoll_vs_close() {
 /// meanwhile `add_permits` may take the role itself. Never two holders, nobody stranded.
 #[test]
 fn close_vs_batch_full_retake() {
-    model_cfg(2, 5_000, || {
+    model_cfg(3, 5_000, || {
         let sem = Arc::new(Semaphore::new(0));
         let waiters = [queued(&sem, 1), queued(&sem, 1), queued(&sem, 1)];
         let s = sem.clone();
