@@ -20,12 +20,11 @@
 //! [`REQUEST_PASSES`] passes for requests alone (the helping bound); it keeps the role longer
 //! only to hand out deposited permits or to close waiters out.
 
-use core::mem::MaybeUninit;
 use core::ptr;
-use core::task::Waker;
 
 use super::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
 use super::waiter::{flags::*, Waiter};
+use super::wake::WakeBatch;
 use super::Semaphore;
 use crate::sync::{const_unless_loom, AtomicPtr, Ordering::*, UnsafeCell};
 
@@ -91,68 +90,6 @@ fn tagged(node: *mut Waiter, t: usize) -> *mut Waiter {
 #[inline]
 fn untag(entry: *mut Waiter) -> (*mut Waiter, usize) {
     (entry.map_addr(|a| a & !tag::MASK), entry.addr() & tag::MASK)
-}
-
-/// How many wakers one pass collects before it gives the role back and wakes them.
-#[cfg(not(loom))]
-const WAKE_BATCH: usize = 16;
-/// Under loom, two: the models then also explore the path where a pass stops because its
-/// batch is full (with 16 no model would queue enough waiters to reach it).
-#[cfg(loom)]
-const WAKE_BATCH: usize = 2;
-
-/// Wakers collected during a pass, woken after the role is given back. Slots `next..len` are
-/// initialised; the array is never zeroed or dropped as a whole (a measured cost per pass).
-struct WakeBatch {
-    wakers: [MaybeUninit<Waker>; WAKE_BATCH],
-    len: usize,
-    next: usize,
-}
-
-impl WakeBatch {
-    fn new() -> Self {
-        Self {
-            wakers: [const { MaybeUninit::uninit() }; WAKE_BATCH],
-            len: 0,
-            next: 0,
-        }
-    }
-
-    /// No waker waits to be woken.
-    fn is_empty(&self) -> bool {
-        self.len == self.next
-    }
-
-    fn is_full(&self) -> bool {
-        self.len == WAKE_BATCH
-    }
-
-    fn push(&mut self, waker: Waker) {
-        assert!(!self.is_full(), "wake batch overflow");
-        self.wakers[self.len].write(waker);
-        self.len += 1;
-    }
-
-    /// Wakes in grant (FIFO) order.
-    fn wake_all(&mut self) {
-        while self.next < self.len {
-            // SAFETY: slots `next..len` are initialised, and `next` moves past this slot
-            // before the waker is used, so it is read exactly once even if `wake` panics.
-            let waker = unsafe { self.wakers[self.next].assume_init_read() };
-            self.next += 1;
-            waker.wake();
-        }
-        self.len = 0;
-        self.next = 0;
-    }
-}
-
-impl Drop for WakeBatch {
-    fn drop(&mut self) {
-        // Only non-empty when a wake panicked: the remaining waiters were granted and must
-        // still be woken while unwinding.
-        self.wake_all();
-    }
 }
 
 /// What one holder keeps privately while it owns the list.
@@ -318,7 +255,7 @@ impl Semaphore {
             #[cfg(loom)]
             self.pass_stats.pass_started(!batch.is_empty());
             #[cfg(test)]
-            test_hooks::maybe_fail();
+            super::checks::test_hooks::maybe_fail();
             passes += 1;
             // 1. Take deposits and clear DIRTY (Acquire: pairs with releasers and pushers).
             let mut s = self.state.load(Acquire);
@@ -585,97 +522,5 @@ pub(crate) unsafe fn push_cancel(requests: &AtomicPtr<Waiter>, node: *mut Waiter
             tagged(node, tag::CANCEL),
             &(*node).links.cancel_next,
         )
-    }
-}
-
-/// Per-semaphore counters that the loom models assert the wake and helping bounds with.
-/// Untracked atomics: statistics, never synchronisation.
-#[cfg(loom)]
-#[derive(Debug, Default)]
-pub(crate) struct PassStats {
-    /// Passes started while the holder's batch held a waker not yet woken.
-    passes_with_unwoken: crate::sync::untracked::AtomicUsize,
-    /// The most passes one tenure ran while the word showed no deposit.
-    max_request_passes: crate::sync::untracked::AtomicUsize,
-}
-
-#[cfg(loom)]
-impl PassStats {
-    fn pass_started(&self, batch_holds_wakers: bool) {
-        if batch_holds_wakers {
-            self.passes_with_unwoken.fetch_add(1, Relaxed);
-        }
-    }
-
-    fn request_passes(&self, n: usize) {
-        self.max_request_passes.fetch_max(n, Relaxed);
-    }
-
-    /// (passes started with an unwoken waker, most request-only passes in one tenure).
-    pub(crate) fn snapshot(&self) -> (usize, usize) {
-        (
-            self.passes_with_unwoken.load(Relaxed),
-            self.max_request_passes.load(Relaxed),
-        )
-    }
-}
-
-/// Fault injection for the unit test that proves a panic in a pass aborts.
-#[cfg(all(test, not(loom)))]
-pub(crate) mod test_hooks {
-    use crate::sync::untracked::{AtomicBool, Ordering::Relaxed};
-
-    pub(crate) static FAIL_IN_PASS: AtomicBool = AtomicBool::new(false);
-
-    pub(super) fn maybe_fail() {
-        if FAIL_IN_PASS.load(Relaxed) {
-            panic!("fairgate test: injected panic inside a handoff pass");
-        }
-    }
-}
-
-#[cfg(all(test, not(loom), feature = "std"))]
-mod tests {
-    use std::process::Command;
-    use std::string::String;
-
-    /// A panic while the role is held aborts the process (`AbortOnUnwind`) instead of leaving
-    /// `HANDOFF` set for ever. Runs the child below in a subprocess, since it must abort.
-    #[test]
-    fn panic_in_pass_aborts() {
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new(exe)
-            .args([
-                "--exact",
-                "semaphore::handoff::tests::panic_in_pass_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("FAIRGATE_PANIC_IN_PASS_CHILD", "1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "child survived: {stderr}");
-        assert!(
-            stderr.contains("injected panic inside a handoff pass")
-                && stderr.contains("panic while holding the semaphore's handoff role"),
-            "unexpected child output: {stderr}"
-        );
-        // Aborted, not a test failure: a failing test exits with code 101.
-        assert_ne!(out.status.code(), Some(101), "child unwound: {stderr}");
-    }
-
-    #[test]
-    fn panic_in_pass_child() {
-        if std::env::var_os("FAIRGATE_PANIC_IN_PASS_CHILD").is_none() {
-            return;
-        }
-        let sem = crate::Semaphore::new(0);
-        let mut waiting = core::pin::pin!(sem.acquire());
-        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
-        assert!(core::future::Future::poll(waiting.as_mut(), &mut cx).is_pending());
-        super::test_hooks::FAIL_IN_PASS.store(true, core::sync::atomic::Ordering::Relaxed);
-        sem.add_permits(1); // runs a pass: the injected panic must abort, not unwind
-        unreachable!("the pass should have aborted the process");
     }
 }

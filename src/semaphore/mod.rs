@@ -3,11 +3,14 @@
 use core::fmt;
 
 pub(crate) mod acquire;
+#[cfg(any(loom, test))]
+mod checks;
 pub(crate) mod error;
 pub(crate) mod handoff;
 pub(crate) mod permit;
 pub(crate) mod state;
 pub(crate) mod waiter;
+mod wake;
 
 #[cfg(feature = "std")]
 pub(crate) mod blocking;
@@ -79,7 +82,7 @@ pub struct Semaphore {
     pub(crate) list: ParkedList,
     /// Wake and helping bounds, asserted by the loom models.
     #[cfg(loom)]
-    pub(crate) pass_stats: handoff::PassStats,
+    pub(crate) pass_stats: checks::PassStats,
 }
 
 // `list` is the only field that is not an atomic; the pointers it holds are links into pinned
@@ -116,7 +119,7 @@ impl Semaphore {
                 waiters: AtomicUsize::new(0),
                 list: ParkedList::new(),
                 #[cfg(loom)]
-                pass_stats: handoff::PassStats::default(),
+                pass_stats: checks::PassStats::default(),
             }
         }
     }
