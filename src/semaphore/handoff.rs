@@ -280,7 +280,7 @@ impl Semaphore {
             // followed by its pusher's AcqRel RMW on `state`. Before our exit CAS it set DIRTY,
             // which step 1 must clear (Acquire) before an idle exit can succeed, so a drain
             // after that sees the push; after our exit CAS the pusher takes the role or leaves
-            // the request for the next holder, whose role-taking CAS follows it (DESIGN §5).
+            // the request for the next holder, whose role-taking CAS follows it (DESIGN.md §5).
             let mut s = self.state.load(Acquire);
             if h.removed != 0 {
                 self.waiters

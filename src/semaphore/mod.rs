@@ -69,7 +69,7 @@ use crate::Acquire;
 /// # });
 /// ```
 pub struct Semaphore {
-    /// `permits << 4 | DIRTY | HANDOFF | QUEUED | CLOSED` (DESIGN.md §3.1).
+    /// `permits << 4 | DIRTY | HANDOFF | QUEUED | CLOSED` (DESIGN.md §2).
     pub(crate) state: StateWord,
     /// Permits in existence; bounds every count by `MAX_PERMITS` (invariant I4).
     total: AtomicUsize,
@@ -78,7 +78,7 @@ pub struct Semaphore {
     /// Waiters enqueued and not yet unlinked by a handoff pass (a statistic).
     pub(crate) waiters: AtomicUsize,
     /// Head (oldest node) of the waiter list between passes. Only the thread holding
-    /// `HANDOFF` touches it, and only `handoff.rs` can (DESIGN.md §3).
+    /// `HANDOFF` touches it, and only `handoff.rs` can (DESIGN.md §2).
     pub(crate) list: ParkedList,
     /// Wake and helping bounds, asserted by the loom models.
     #[cfg(loom)]
@@ -296,7 +296,7 @@ impl Semaphore {
     /// After pushing a request, or after `close`: make sure a handoff pass will see the work
     /// (invariant I3). Take the role and run the pass, or leave the work to the active holder
     /// (`DIRTY`). An enqueue (`is_enqueue`) allows one more case, which saves a whole pass per
-    /// waiter (DESIGN §4.2): if no thread holds the role, nothing is deposited and the
+    /// waiter (DESIGN.md §3): if no thread holds the role, nothing is deposited and the
     /// semaphore is open, no pass could serve the new waiter now, so only `QUEUED` is set and
     /// the request stays on the stack; the next release (or `add_permits`) deposits and runs
     /// the pass that drains it, and a cancel or `close` kicks one.
@@ -312,9 +312,9 @@ impl Semaphore {
             };
             // Always an RMW, even when `new == s`: the decision must be made on the latest
             // word (the load above may be stale), and the next holder's role-taking CAS must
-            // follow this one in the word's order so that it sees our push (DESIGN §4.2). The
+            // follow this one in the word's order so that it sees our push (DESIGN.md §3). The
             // Release half is what lets a holder's Relaxed pre-load in `drain` see the push
-            // (DESIGN §8).
+            // (DESIGN.md §8).
             match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
                 Ok(_) if take_role => return self.run_handoff(me, 0),
                 Ok(_) => return,

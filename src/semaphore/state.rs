@@ -1,4 +1,4 @@
-//! Encoding of the semaphore's state word (DESIGN.md §3.1).
+//! Encoding of the semaphore's state word (DESIGN.md §2).
 //!
 //! `permits << PERMIT_SHIFT | DIRTY | HANDOFF | QUEUED | CLOSED`
 
@@ -43,7 +43,7 @@ pub(crate) const fn from_permits(permits: usize) -> usize {
 /// The state word. It has no `store`: every write is a read-modify-write, so every write after
 /// a Release RMW continues that RMW's release sequence. The protocol depends on it: a role-taking
 /// CAS synchronises with every earlier pusher's and depositor's RMW, and an Acquire load that
-/// sees `CLOSED` synchronises with `close()` (DESIGN.md §6). A plain store would cut the chain.
+/// sees `CLOSED` synchronises with `close()` (DESIGN.md §8). A plain store would cut the chain.
 #[derive(Debug)]
 #[repr(transparent)]
 pub(crate) struct StateWord(AtomicUsize);

@@ -1,6 +1,6 @@
 //! The waiter node that lives inside every `Acquire` future, and the owner's side of its
 //! protocol: publishing it, re-registering wakers, observing the handoff, and cancelling.
-//! DESIGN.md §3.2, §4.2, §4.4, §4.5.
+//! DESIGN.md §2–§3.
 
 use core::marker::PhantomPinned;
 use core::ptr;
@@ -12,7 +12,7 @@ use super::state::MAX_PERMITS;
 use super::Semaphore;
 use crate::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
 
-/// Node state flags (DESIGN.md §3.2). The upper bits hold the permits partially assigned to
+/// Node state flags (DESIGN.md §2). The upper bits hold the permits partially assigned to
 /// the node while it is at the head of the queue.
 pub(crate) mod flags {
     /// Published in the request stack; owned by the queue until resolved or cancelled.
@@ -58,7 +58,7 @@ pub(crate) struct Waiter {
 }
 
 // SAFETY: every field shared between threads is an atomic or an `UnsafeCell` whose accesses
-// follow the ownership protocol in DESIGN.md §3.2 (owner before publication, holder while it
+// follow the ownership protocol in DESIGN.md §2 (owner before publication, holder while it
 // holds HANDOFF, owner again after observing DONE). The raw pointers are links, not ownership.
 unsafe impl Send for Waiter {}
 // SAFETY: as above; shared access only goes through atomics and protocol-guarded cells.
