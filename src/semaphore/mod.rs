@@ -88,7 +88,8 @@ pub struct Semaphore {
 // `list` is the only field that is not an atomic; the pointers it holds are links into pinned
 // waiter nodes, not ownership.
 // SAFETY: only the thread holding `HANDOFF` touches `list`, and `HANDOFF` passes between threads
-// through AcqRel RMWs on `state`, so every access happens-after the previous holder's last one (I2).
+// through AcqRel RMWs on `state`, so every access happens-after the previous holder's last one
+// (I2).
 unsafe impl Sync for Semaphore {}
 // SAFETY: as above; moving the semaphore moves no thread-bound data.
 unsafe impl Send for Semaphore {}
@@ -350,8 +351,9 @@ impl Semaphore {
     /// Adds `n` permits, handing them to queued waiters first (FIFO).
     ///
     /// # Panics
-    /// If the semaphore's total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS); the panic happens before any
-    /// state changes. Use [`try_add_permits`](Self::try_add_permits) to get an error instead.
+    /// If the semaphore's total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS); the panic
+    /// happens before any state changes. Use [`try_add_permits`](Self::try_add_permits) to get
+    /// an error instead.
     ///
     /// # Examples
     /// ```
