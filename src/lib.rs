@@ -92,5 +92,4 @@ pub use semaphore::permit::OwnedPermit;
 pub use semaphore::permit::Permit;
 #[cfg(feature = "alloc")]
 pub use semaphore::poll::PollSemaphore;
-pub use semaphore::state::MAX_PERMITS;
 pub use semaphore::Semaphore;

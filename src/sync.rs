@@ -11,7 +11,18 @@ pub(crate) use shuttle::sync::atomic::{AtomicPtr, AtomicUsize};
 #[cfg(not(any(loom, shuttle)))]
 pub(crate) use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+// Shuttle's schedules are sequentially consistent; core's fence is enough there.
+#[cfg(not(loom))]
+pub(crate) use core::sync::atomic::fence;
+
 pub(crate) use core::sync::atomic::Ordering;
+
+/// Atomics that loom and shuttle do not track: for statistics in models and fault injection in
+/// tests only, never for synchronisation.
+#[cfg(any(loom, test))]
+pub(crate) use core::sync::atomic as untracked;
 
 /// Emits a `const fn` normally and a plain `fn` under loom, whose atomics are not `const`
 /// constructible.

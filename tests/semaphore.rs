@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use common::Counter;
-use fairgate::{AcquireError, Semaphore, TryAcquireError, MAX_PERMITS};
+use fairgate::{AcquireError, Semaphore, TryAcquireError};
+
+const MAX_PERMITS: usize = Semaphore::MAX_PERMITS;
 
 #[test]
 fn fast_path_acquire_and_release() {
@@ -209,6 +211,30 @@ fn close_wakes_every_waiter_with_an_error_and_refunds_partials() {
 }
 
 #[test]
+fn close_with_more_waiters_than_a_batch_closes_out_everyone() {
+    // The close's pass fills its 16-waker batch with nothing deposited; it must take the role
+    // again for the rest because the word shows CLOSED.
+    let sem = Semaphore::new(0);
+    let cs: Vec<Counter> = (0..20).map(|_| Counter::new()).collect();
+    let mut futs: Vec<_> = (0..20).map(|_| Box::pin(sem.acquire())).collect();
+    for (c, f) in cs.iter().zip(futs.iter_mut()) {
+        assert!(c.poll(f.as_mut()).is_pending());
+    }
+    sem.close();
+    assert!(
+        cs.iter().all(|c| c.wakes() == 1),
+        "a waiter past the batch was not woken"
+    );
+    for (c, f) in cs.iter().zip(futs.iter_mut()) {
+        assert!(matches!(
+            c.poll(f.as_mut()),
+            Poll::Ready(Err(AcquireError::Closed))
+        ));
+    }
+    assert_eq!(sem.waiters(), 0);
+}
+
+#[test]
 fn acquire_after_close_fails_even_with_permits() {
     let sem = Semaphore::new(5);
     sem.close();
@@ -343,6 +369,82 @@ fn wake_batch_overflow_serves_everyone() {
     }
     drop(futs);
     assert_eq!(sem.available_permits(), 45);
+}
+
+/// A waker whose `wake` panics (an executor bug).
+struct PanickingWake;
+
+impl std::task::Wake for PanickingWake {
+    fn wake(self: Arc<Self>) {
+        panic!("test waker panicked");
+    }
+}
+
+/// `n` queued waiters, the first with a panicking waker, then one more queued waiter; `n`
+/// permits arrive. The panic reaches the releasing call after the role was given back, the
+/// rest of the batch is still woken, and a later drop of a queued acquire neither wedges nor
+/// leaves anything behind: its pass serves what the unwinding holder left.
+fn panicking_waker_case(n: usize) {
+    use std::future::Future;
+    const BATCH: usize = 16;
+    let sem = Arc::new(Semaphore::new(0));
+    let bad = std::task::Waker::from(Arc::new(PanickingWake));
+    let mut first = Box::pin(sem.acquire());
+    let mut cx = std::task::Context::from_waker(&bad);
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    let cs: Vec<Counter> = (1..n).map(|_| Counter::new()).collect();
+    let mut futs: Vec<_> = (1..n).map(|_| Box::pin(sem.acquire())).collect();
+    for (c, f) in cs.iter().zip(futs.iter_mut()) {
+        assert!(c.poll(f.as_mut()).is_pending());
+    }
+    let mut late = Box::pin(sem.clone().acquire_owned());
+    assert!(Counter::new().poll(late.as_mut()).is_pending());
+    assert_eq!(sem.waiters(), n + 1);
+
+    let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sem.add_permits(n)));
+    assert!(
+        released.is_err(),
+        "the waker's panic reaches the releasing call"
+    );
+    let in_batch = n.min(BATCH);
+    assert!(
+        cs[..in_batch - 1].iter().all(|c| c.wakes() == 1),
+        "batch not woken"
+    );
+
+    // A later queued drop must not wedge (a thread, so a wedge fails instead of hanging).
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(late);
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a queued drop wedged after a waker panicked");
+    assert!(
+        cs.iter().all(|c| c.wakes() == 1),
+        "waiters past the batch not served"
+    );
+    assert_eq!(sem.waiters(), 0);
+
+    let mut noop = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(first.as_mut().poll(&mut noop), Poll::Ready(Ok(_))));
+    for (c, f) in cs.iter().zip(futs.iter_mut()) {
+        assert!(matches!(c.poll(f.as_mut()), Poll::Ready(Ok(_))));
+    }
+    drop((first, futs));
+    assert_eq!(sem.available_permits(), n);
+    assert_eq!(sem.total_permits(), n);
+}
+
+#[test]
+fn panicking_waker_with_three_waiters_wedges_nothing() {
+    panicking_waker_case(3);
+}
+
+#[test]
+fn panicking_waker_with_more_than_a_batch_wedges_nothing() {
+    panicking_waker_case(20);
 }
 
 #[test]

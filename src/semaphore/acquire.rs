@@ -12,6 +12,7 @@ use super::Semaphore;
 
 /// Future returned by [`Semaphore::acquire`] and [`Semaphore::acquire_many`].
 ///
+/// # Cancel safety
 /// Cancel-safe: dropping it at any point loses nothing. If it was queued it leaves the queue;
 /// permits already handed to it (partially, or fully but not yet polled) go to the next waiter.
 /// Dropping a future that is still queued may wait briefly for a concurrent handoff pass to
@@ -33,6 +34,11 @@ impl<'a> Acquire<'a> {
     }
 
     /// The number of permits this future asks for.
+    ///
+    /// ```
+    /// let sem = fairgate::Semaphore::new(0);
+    /// assert_eq!(sem.acquire_many(3).num_permits(), 3);
+    /// ```
     pub fn num_permits(&self) -> usize {
         self.waiter.requested()
     }
@@ -89,6 +95,9 @@ mod owned {
 
     /// Future returned by [`Semaphore::acquire_owned`]: like [`Acquire`](crate::Acquire) but
     /// holds an `Arc` of the semaphore, so it and its permit are `'static`.
+    ///
+    /// # Cancel safety
+    /// As for [`Acquire`](crate::Acquire): dropping it loses nothing and gives up its place.
     #[must_use = "futures do nothing unless polled"]
     pub struct AcquireOwned {
         sem: Arc<Semaphore>,
@@ -97,6 +106,11 @@ mod owned {
 
     impl AcquireOwned {
         /// The number of permits this future asks for.
+        ///
+        /// ```
+        /// let sem = std::sync::Arc::new(fairgate::Semaphore::new(0));
+        /// assert_eq!(sem.acquire_many_owned(3).num_permits(), 3);
+        /// ```
         pub fn num_permits(&self) -> usize {
             self.waiter.requested()
         }
@@ -137,6 +151,9 @@ mod owned {
     impl Semaphore {
         /// Waits for one permit owned together with an `Arc` of the semaphore.
         ///
+        /// # Cancel safety
+        /// As for [`acquire`](Semaphore::acquire).
+        ///
         /// ```
         /// # futures::executor::block_on(async {
         /// use std::sync::Arc;
@@ -150,6 +167,21 @@ mod owned {
         }
 
         /// Waits for `n` permits owned together with an `Arc` of the semaphore.
+        ///
+        /// # Cancel safety
+        /// As for [`acquire_many`](Semaphore::acquire_many).
+        ///
+        /// # Examples
+        /// ```
+        /// # futures::executor::block_on(async {
+        /// use std::sync::Arc;
+        /// let sem = Arc::new(fairgate::Semaphore::new(3));
+        /// let permit = sem.clone().acquire_many_owned(2).await.unwrap();
+        /// let task = std::thread::spawn(move || drop(permit)); // 'static: it can move
+        /// task.join().unwrap();
+        /// assert_eq!(sem.available_permits(), 3);
+        /// # });
+        /// ```
         pub fn acquire_many_owned(self: Arc<Self>, n: usize) -> AcquireOwned {
             AcquireOwned {
                 sem: self,
@@ -158,11 +190,28 @@ mod owned {
         }
 
         /// Takes one owned permit if one is free and nobody is queued.
+        ///
+        /// ```
+        /// use std::sync::Arc;
+        /// use fairgate::{Semaphore, TryAcquireError};
+        /// let sem = Arc::new(Semaphore::new(1));
+        /// let permit = sem.clone().try_acquire_owned().unwrap();
+        /// assert_eq!(sem.clone().try_acquire_owned().unwrap_err(), TryAcquireError::NoPermits);
+        /// # drop(permit);
+        /// ```
         pub fn try_acquire_owned(self: Arc<Self>) -> Result<OwnedPermit, TryAcquireError> {
             self.try_acquire_many_owned(1)
         }
 
         /// Takes `n` owned permits if they are free and nobody is queued.
+        ///
+        /// ```
+        /// use std::sync::Arc;
+        /// let sem = Arc::new(fairgate::Semaphore::new(3));
+        /// let permit = sem.clone().try_acquire_many_owned(3).unwrap();
+        /// assert_eq!((permit.num_permits(), sem.available_permits()), (3, 0));
+        /// # drop(permit);
+        /// ```
         pub fn try_acquire_many_owned(
             self: Arc<Self>,
             n: usize,

@@ -18,6 +18,17 @@ impl Semaphore {
     }
 
     /// Blocks the current thread until `n` permits are granted.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(fairgate::Semaphore::new(1));
+    /// let held = sem.try_acquire().unwrap();
+    /// let s = sem.clone();
+    /// let waiter = std::thread::spawn(move || s.blocking_acquire_many(2).unwrap().num_permits());
+    /// sem.add_permits(1);
+    /// drop(held); // the waiter now has both permits
+    /// assert_eq!(waiter.join().unwrap(), 2);
+    /// ```
     pub fn blocking_acquire_many(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         block_on(self.acquire_many(n))
     }

@@ -2,15 +2,19 @@
 
 use core::fmt;
 
-use crate::MAX_PERMITS;
+use super::state::MAX_PERMITS;
 
 /// Why an [`acquire`](crate::Semaphore::acquire) did not produce a permit.
+///
+/// Non-exhaustive: match with a wildcard arm, so that new reasons can be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AcquireError {
     /// The semaphore was closed before the permits were granted.
     Closed,
-    /// More permits were requested than a semaphore can ever hold ([`MAX_PERMITS`]).
-    /// Reported at once: such a request could never be satisfied.
+    /// More permits were requested than a semaphore can ever hold
+    /// ([`Semaphore::MAX_PERMITS`](crate::Semaphore::MAX_PERMITS)). Reported at once: such a
+    /// request could never be satisfied.
     TooManyPermits {
         /// The number of permits asked for.
         requested: usize,
@@ -30,13 +34,17 @@ impl fmt::Display for AcquireError {
 }
 
 /// Why a [`try_acquire`](crate::Semaphore::try_acquire) did not produce a permit.
+///
+/// Non-exhaustive: match with a wildcard arm, so that new reasons can be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TryAcquireError {
     /// The semaphore is closed.
     Closed,
     /// Not enough free permits, or other acquirers are queued (newcomers never barge).
     NoPermits,
-    /// More permits were requested than a semaphore can ever hold ([`MAX_PERMITS`]).
+    /// More permits were requested than a semaphore can ever hold
+    /// ([`Semaphore::MAX_PERMITS`](crate::Semaphore::MAX_PERMITS)).
     TooManyPermits {
         /// The number of permits asked for.
         requested: usize,
@@ -57,7 +65,7 @@ impl fmt::Display for TryAcquireError {
 }
 
 /// [`try_add_permits`](crate::Semaphore::try_add_permits) would have pushed the semaphore's
-/// total past [`MAX_PERMITS`]. Nothing was changed.
+/// total past [`Semaphore::MAX_PERMITS`](crate::Semaphore::MAX_PERMITS). Nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AddPermitsError {
     /// The permits asked to be added.

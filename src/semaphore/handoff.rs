@@ -1,18 +1,79 @@
 //! The handoff pass: the only code that touches the waiter list. It runs on whichever thread
 //! holds the `HANDOFF` bit, drains requests, hands permits to the head of the FIFO, resolves
-//! waiters and wakes them after giving the role back. DESIGN.md §2–§4.3.
+//! waiters and wakes them after giving the role back. DESIGN.md §3–§5.
+//!
+//! # Invariants (DESIGN.md §4)
+//!
+//! Exactly one thread holds `HANDOFF` at a time (I2), and only that thread reads or writes the
+//! list: the parked head in [`ParkedList`], the nodes' [`Links`] once their enqueue request is
+//! drained, and the holder's private `pool`. The role moves between threads only through AcqRel
+//! RMWs on the state word, so each holder's list writes happen-before the next holder's reads.
+//! While `QUEUED` is set, the permit field holds deposits for the queue, never free permits, so
+//! nobody barges (I1). Work is never stranded (I3): every push and every deposit is followed by
+//! an RMW on the state word that either takes the role or changes the word the holder's exit CAS
+//! compares. Work may wait without a holder only when it cannot make progress yet: enqueue
+//! requests while no permit is deposited and the semaphore is open (the next deposit, cancel or
+//! `close` runs a pass), and cancel requests, whose owners take the role themselves when they
+//! find it free while waiting for `DONE`. A holder's last access to a node is its `DONE` store
+//! (I6), and wakers run only after the role is given back (I7). A waker collected in a pass is
+//! woken before the holder starts another pass (the wake bound), and a holder runs at most
+//! [`REQUEST_PASSES`] passes for requests alone (the helping bound); it keeps the role longer
+//! only to hand out deposited permits or to close waiters out.
 
-use core::mem::MaybeUninit;
 use core::ptr;
-use core::task::Waker;
 
 use super::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
 use super::waiter::{flags::*, Waiter};
+use super::wake::WakeBatch;
 use super::Semaphore;
-use crate::sync::{AtomicPtr, Ordering::*};
+use crate::sync::{const_unless_loom, AtomicPtr, Ordering::*, UnsafeCell};
+
+/// The waiter list's head between passes; null when the list is empty. Only the thread holding
+/// `HANDOFF` touches it: the exiting holder writes it before its exit CAS, the next holder reads
+/// it after its role-taking CAS, which follows that exit in the state word's order (I2).
+#[derive(Debug)]
+pub(crate) struct ParkedList(UnsafeCell<*mut Waiter>);
+
+impl ParkedList {
+    const_unless_loom! {
+        pub(crate) fn new() -> ParkedList {
+            ParkedList(UnsafeCell::new(ptr::null_mut()))
+        }
+    }
+}
+
+/// A node's links: request-stack links written by its owner before each push, then list links
+/// that only the holder touches. Private to this module, which enforces that protocol.
+#[derive(Debug)]
+pub(crate) struct Links {
+    /// Request-stack link while an enqueue request is pending, then the list's `next`.
+    next: UnsafeCell<*mut Waiter>,
+    /// The list's `prev`; null when not linked.
+    prev: UnsafeCell<*mut Waiter>,
+    /// Request-stack link of the cancel request.
+    cancel_next: UnsafeCell<*mut Waiter>,
+}
+
+impl Links {
+    const_unless_loom! {
+        #[inline]
+        pub(crate) fn new() -> Links {
+            Links {
+                next: UnsafeCell::new(ptr::null_mut()),
+                prev: UnsafeCell::new(ptr::null_mut()),
+                cancel_next: UnsafeCell::new(ptr::null_mut()),
+            }
+        }
+    }
+}
+
+/// How many passes one holder runs for requests alone (enqueues and cancels that set `DIRTY`)
+/// before it gives the role back and leaves the rest on the stack. Deposits and a close keep it
+/// going (they cannot wait); requests can (module docs, DESIGN.md §5).
+pub(crate) const REQUEST_PASSES: usize = 2;
 
 /// Request-stack entries are node pointers tagged in their low bit.
-pub(crate) mod tag {
+mod tag {
     pub(crate) const ENQUEUE: usize = 0;
     pub(crate) const CANCEL: usize = 1;
     pub(crate) const MASK: usize = 0b1;
@@ -22,70 +83,13 @@ pub(crate) mod tag {
 const _: () = assert!(core::mem::align_of::<Waiter>() >= 2);
 
 #[inline]
-pub(crate) fn tagged(node: *mut Waiter, t: usize) -> *mut Waiter {
+fn tagged(node: *mut Waiter, t: usize) -> *mut Waiter {
     node.map_addr(|a| a | t)
 }
 
 #[inline]
 fn untag(entry: *mut Waiter) -> (*mut Waiter, usize) {
     (entry.map_addr(|a| a & !tag::MASK), entry.addr() & tag::MASK)
-}
-
-/// How many wakers one pass collects before it gives the role back and wakes them.
-#[cfg(not(loom))]
-const WAKE_BATCH: usize = 16;
-/// Under loom, two: the models then also explore the path where a pass stops because its
-/// batch is full (with 16 no model would queue enough waiters to reach it).
-#[cfg(loom)]
-const WAKE_BATCH: usize = 2;
-
-/// Wakers collected during a pass, woken after the role is given back. Slots `next..len` are
-/// initialised; the array is never zeroed or dropped as a whole (a measured cost per pass).
-struct WakeBatch {
-    wakers: [MaybeUninit<Waker>; WAKE_BATCH],
-    len: usize,
-    next: usize,
-}
-
-impl WakeBatch {
-    fn new() -> Self {
-        Self {
-            wakers: [const { MaybeUninit::uninit() }; WAKE_BATCH],
-            len: 0,
-            next: 0,
-        }
-    }
-
-    fn is_full(&self) -> bool {
-        self.len == WAKE_BATCH
-    }
-
-    fn push(&mut self, waker: Waker) {
-        assert!(!self.is_full(), "wake batch overflow");
-        self.wakers[self.len].write(waker);
-        self.len += 1;
-    }
-
-    /// Wakes in grant (FIFO) order.
-    fn wake_all(&mut self) {
-        while self.next < self.len {
-            // SAFETY: slots `next..len` are initialised, and `next` moves past this slot
-            // before the waker is used, so it is read exactly once even if `wake` panics.
-            let waker = unsafe { self.wakers[self.next].assume_init_read() };
-            self.next += 1;
-            waker.wake();
-        }
-        self.len = 0;
-        self.next = 0;
-    }
-}
-
-impl Drop for WakeBatch {
-    fn drop(&mut self) {
-        // Only non-empty when a wake panicked: the remaining waiters were granted and must
-        // still be woken while unwinding.
-        self.wake_all();
-    }
 }
 
 /// What one holder keeps privately while it owns the list.
@@ -101,6 +105,32 @@ struct Holder {
     me: *const Waiter,
 }
 
+/// How a holder's tenure ended.
+#[derive(PartialEq, Eq)]
+enum Exit {
+    /// No work left that the holder knows of.
+    Idle,
+    /// The role was given back with work left: requests on the stack, or deposits (the batch
+    /// had to be woken first, or it was full). The caller wakes the batch and then takes the
+    /// role again if the word shows deposits or a close.
+    Yield,
+}
+
+/// Aborts the process if a pass unwinds: a panic while holding the role (a broken assertion,
+/// arithmetic overflow in debug builds) would leave `HANDOFF` set for ever, and every later
+/// drop of a queued acquire would spin waiting for a `DONE` that never comes. Panicking in a
+/// destructor during unwinding aborts, which works without `std`. No user code runs while the
+/// role is held (wakers run after it is given back), so only a bug in this module can fire it.
+/// Off under loom and shuttle, whose failure reports are panics that must unwind.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        #[cfg(not(any(loom, shuttle)))]
+        panic!("fairgate: panic while holding the semaphore's handoff role; aborting");
+    }
+}
+
 // All functions below require that the caller holds HANDOFF (invariant I2) and that every node
 // reachable from `Holder::head` or from a drained request is alive (invariant I6).
 
@@ -112,17 +142,18 @@ unsafe fn append(h: &mut Holder, node: *mut Waiter) {
     // SAFETY: the caller holds HANDOFF, so only this thread reads or writes list links, and
     // every node on the list is alive (I6).
     unsafe {
+        let links = &(*node).links;
         if h.head.is_null() {
-            (*node).next.with_mut(|p| *p = node);
-            (*node).prev.with_mut(|p| *p = node);
+            links.next.with_mut(|p| *p = node);
+            links.prev.with_mut(|p| *p = node);
             h.head = node;
         } else {
             let head = h.head;
-            let tail = (*head).prev.with(|p| *p);
-            (*tail).next.with_mut(|p| *p = node);
-            (*node).prev.with_mut(|p| *p = tail);
-            (*node).next.with_mut(|p| *p = head);
-            (*head).prev.with_mut(|p| *p = node);
+            let tail = (*head).links.prev.with(|p| *p);
+            (*tail).links.next.with_mut(|p| *p = node);
+            links.prev.with_mut(|p| *p = tail);
+            links.next.with_mut(|p| *p = head);
+            (*head).links.prev.with_mut(|p| *p = node);
         }
     }
 }
@@ -134,18 +165,19 @@ unsafe fn append(h: &mut Holder, node: *mut Waiter) {
 unsafe fn unlink(h: &mut Holder, node: *mut Waiter) {
     // SAFETY: as in `append`.
     unsafe {
-        let next = (*node).next.with(|p| *p);
-        let prev = (*node).prev.with(|p| *p);
+        let links = &(*node).links;
+        let next = links.next.with(|p| *p);
+        let prev = links.prev.with(|p| *p);
         if next == node {
             h.head = ptr::null_mut();
         } else {
-            (*prev).next.with_mut(|p| *p = next);
-            (*next).prev.with_mut(|p| *p = prev);
+            (*prev).links.next.with_mut(|p| *p = next);
+            (*next).links.prev.with_mut(|p| *p = prev);
             if h.head == node {
                 h.head = next;
             }
         }
-        (*node).prev.with_mut(|p| *p = ptr::null_mut());
+        links.prev.with_mut(|p| *p = ptr::null_mut());
     }
     h.removed += 1;
 }
@@ -154,29 +186,34 @@ unsafe fn unlink(h: &mut Holder, node: *mut Waiter) {
 /// Caller holds HANDOFF; `node` is alive.
 unsafe fn is_linked(node: *mut Waiter) -> bool {
     // SAFETY: `prev` is holder-private and the caller holds HANDOFF.
-    unsafe { !(*node).prev.with(|p| *p).is_null() }
+    unsafe { !(*node).links.prev.with(|p| *p).is_null() }
 }
 
 impl Semaphore {
-    /// Runs handoff passes until no work is left. The caller has just set HANDOFF, and took
-    /// `deposit` permits out of the state word with the same CAS.
+    /// Runs handoff tenures until no work is left that this thread must do. The caller has
+    /// just set HANDOFF, and took `deposit` permits out of the state word with the same CAS.
     pub(crate) fn run_handoff(&self, me: *const Waiter, deposit: usize) {
         let mut batch = WakeBatch::new();
         let mut pool = deposit;
         loop {
-            // SAFETY: the caller (or the loop below) took HANDOFF.
-            let more = unsafe { self.hold(me, core::mem::take(&mut pool), &mut batch) };
+            let guard = AbortOnUnwind;
+            // SAFETY: the caller (or the retake below) took HANDOFF.
+            let exit = unsafe { self.hold(me, core::mem::take(&mut pool), &mut batch) };
+            core::mem::forget(guard);
             // The role is given back: no node is touched from here on (I7).
             batch.wake_all();
-            if !more {
+            if exit == Exit::Idle {
                 return;
             }
-            // The batch filled while waiters could still be served: take the role again, and
-            // the deposits with it (as `after_deposit` does), unless another thread has it
-            // (then it will see the deposits we left).
+            // Requests left on the stack can wait (module docs); deposits and a close cannot.
+            // Take the role again, and the deposits with it (as `after_deposit` does), unless
+            // another thread has it (then it sees what we left) or nothing here must be done.
             let mut s = self.state.load(Relaxed);
             loop {
-                if s & QUEUED == 0 || s & HANDOFF != 0 {
+                if s & QUEUED == 0
+                    || s & HANDOFF != 0
+                    || (state::permits(s) == 0 && s & CLOSED == 0)
+                {
                     return;
                 }
                 match self.state.compare_exchange_weak(
@@ -195,20 +232,31 @@ impl Semaphore {
         }
     }
 
-    /// Holds the role for as many passes as it takes to exit cleanly. Returns true if it left
-    /// because the wake batch filled while the list still had waiters.
+    /// One tenure: passes until an exit CAS succeeds. It never starts a pass while its batch
+    /// holds a waker (the wake bound) and runs at most [`REQUEST_PASSES`] passes unless the
+    /// word shows deposits (the helping bound).
     ///
     /// # Safety
     /// The caller holds HANDOFF.
-    unsafe fn hold(&self, me: *const Waiter, pool: usize, batch: &mut WakeBatch) -> bool {
+    unsafe fn hold(&self, me: *const Waiter, pool: usize, batch: &mut WakeBatch) -> Exit {
         let mut h = Holder {
             // SAFETY: the caller holds HANDOFF, the only licence to touch `list` (I2).
-            head: self.list.with(|p| unsafe { *p }),
+            head: self.list.0.with(|p| unsafe { *p }),
             pool,
             removed: 0,
             me,
         };
+        let mut passes = 0;
+        #[cfg(loom)]
+        let mut request_passes = 1;
+        #[cfg(loom)]
+        self.pass_stats.request_passes(request_passes);
         loop {
+            #[cfg(loom)]
+            self.pass_stats.pass_started(!batch.is_empty());
+            #[cfg(test)]
+            super::checks::test_hooks::maybe_fail();
+            passes += 1;
             // 1. Take deposits and clear DIRTY (Acquire: pairs with releasers and pushers).
             let mut s = self.state.load(Acquire);
             while s & DIRTY != 0 || state::permits(s) != 0 {
@@ -228,42 +276,54 @@ impl Semaphore {
             // 3. Hand permits to the head, or close everyone out.
             // SAFETY: we hold HANDOFF.
             let full = unsafe { self.hand_out(&mut h, closed, batch) };
-            // 4. Exit, unless new work arrived. `requests` needs no check here: every push is
-            // followed by its pusher's AcqRel CAS on `state`. Before our exit CAS it set DIRTY,
-            // which step 1 must clear (Acquire) before an exit can succeed, so a drain after
-            // that sees the push; after our exit CAS the pusher takes the role or leaves the
-            // request for the next holder, whose role-taking CAS follows it (DESIGN §4.3).
-            let s = self.state.load(Acquire);
-            if s & DIRTY != 0 {
-                continue;
-            }
-            let exit = if h.head.is_null() {
-                // Queue empty: leftovers and late deposits become free permits.
-                (s & CLOSED) | state::from_permits(state::permits(s) + h.pool)
-            } else if full {
-                // Leave the pool as deposits for whoever holds the role next.
-                state::with_permits(s & !HANDOFF, state::permits(s) + h.pool)
-            } else if state::permits(s) != 0 {
-                continue;
-            } else {
-                debug_assert_eq!(h.pool, 0, "pool left while the head could take it");
-                s & !HANDOFF
-            };
+            // 4. Exit, or run another pass. `requests` needs no check here: every push is
+            // followed by its pusher's AcqRel RMW on `state`. Before our exit CAS it set DIRTY,
+            // which step 1 must clear (Acquire) before an idle exit can succeed, so a drain
+            // after that sees the push; after our exit CAS the pusher takes the role or leaves
+            // the request for the next holder, whose role-taking CAS follows it (DESIGN.md §5).
+            let mut s = self.state.load(Acquire);
             if h.removed != 0 {
                 self.waiters
                     .fetch_sub(core::mem::take(&mut h.removed), Relaxed);
             }
-            // Park the list for the next holder. SAFETY: we hold HANDOFF (I2); the next holder
-            // reads `list` only after its role-taking CAS, which follows our exit CAS.
-            self.list.with_mut(|p| unsafe { *p = h.head });
-            if self
-                .state
-                .compare_exchange(s, exit, AcqRel, Relaxed)
-                .is_ok()
-            {
-                return full && !h.head.is_null();
+            loop {
+                let dirty = s & DIRTY != 0;
+                let (exit, how) = if !dirty && h.head.is_null() {
+                    // Queue empty: leftovers and late deposits become free permits.
+                    (
+                        (s & CLOSED) | state::from_permits(state::permits(s) + h.pool),
+                        Exit::Idle,
+                    )
+                } else if !dirty && !full && state::permits(s) == 0 {
+                    debug_assert_eq!(h.pool, 0, "pool left while the head could take it");
+                    (s & !HANDOFF, Exit::Idle)
+                } else if batch.is_empty() && (!dirty || passes < REQUEST_PASSES) {
+                    // Deposits (or, within the budget, requests) arrived and nobody awaits a
+                    // wake from us: another pass.
+                    #[cfg(loom)]
+                    if state::permits(s) == 0 {
+                        request_passes += 1;
+                        self.pass_stats.request_passes(request_passes);
+                    }
+                    break;
+                } else {
+                    // Give the role back first: a granted waiter is woken before any further
+                    // pass, and requests beyond the budget wait on the stack. The pool goes
+                    // back as deposits; `run_handoff` retakes the role if any are left.
+                    (
+                        state::with_permits(s & !(HANDOFF | DIRTY), state::permits(s) + h.pool),
+                        Exit::Yield,
+                    )
+                };
+                // Park the list for the next holder. SAFETY: we hold HANDOFF (I2); the next
+                // holder reads `list` only after its role-taking CAS, which follows our exit.
+                self.list.0.with_mut(|p| unsafe { *p = h.head });
+                match self.state.compare_exchange(s, exit, AcqRel, Acquire) {
+                    Ok(_) => return how,
+                    // The word changed (a deposit, a request, a close): decide again.
+                    Err(actual) => s = actual,
+                }
             }
-            // The word changed under us (a deposit, a request, a close): another pass.
         }
     }
 
@@ -273,7 +333,7 @@ impl Semaphore {
     /// The caller holds HANDOFF.
     unsafe fn drain(&self, h: &mut Holder) {
         // A load first: the swap is an RMW on a line that pushers contend for. A push this load
-        // misses is not lost: its pusher's CAS on `state` follows it (see the exit in `hold`).
+        // misses is not lost: its pusher's RMW on `state` follows it (see the exit in `hold`).
         if self.requests.load(Relaxed).is_null() {
             return;
         }
@@ -287,9 +347,9 @@ impl Semaphore {
             // Release push we synchronised with).
             unsafe {
                 let link = if t == tag::ENQUEUE {
-                    &(*node).next
+                    &(*node).links.next
                 } else {
-                    &(*node).cancel_next
+                    &(*node).links.cancel_next
                 };
                 let below = link.with(|p| *p);
                 link.with_mut(|p| *p = fifo);
@@ -303,10 +363,10 @@ impl Semaphore {
             // applying it rewrites the link (enqueue) or ends our access to the node (cancel).
             unsafe {
                 if t == tag::ENQUEUE {
-                    fifo = (*node).next.with(|p| *p);
+                    fifo = (*node).links.next.with(|p| *p);
                     append(h, node);
                 } else {
-                    fifo = (*node).cancel_next.with(|p| *p);
+                    fifo = (*node).links.cancel_next.with(|p| *p);
                     if is_linked(node) {
                         unlink(h, node);
                         h.pool += assigned((*node).state.load(Acquire));
@@ -317,7 +377,6 @@ impl Semaphore {
             }
         }
     }
-
     /// Serves the head of the queue from the pool (or closes everyone out). Returns true if it
     /// stopped because the wake batch is full.
     ///
@@ -425,10 +484,10 @@ impl Semaphore {
 /// # Safety
 /// `link` belongs to the node in `entry`, which is alive until the holder sets DONE or moves
 /// it on, and no other thread writes `link` until the push is drained.
-pub(crate) unsafe fn push_request(
+unsafe fn push_request(
     requests: &AtomicPtr<Waiter>,
     entry: *mut Waiter,
-    link: &crate::sync::UnsafeCell<*mut Waiter>,
+    link: &UnsafeCell<*mut Waiter>,
 ) {
     let mut top = requests.load(Relaxed);
     loop {
@@ -438,5 +497,30 @@ pub(crate) unsafe fn push_request(
             Ok(_) => return,
             Err(actual) => top = actual,
         }
+    }
+}
+
+/// Pushes the enqueue request of a node that was never published.
+///
+/// # Safety
+/// `node` is pinned, alive until it observes DONE, and was never published.
+pub(crate) unsafe fn push_enqueue(requests: &AtomicPtr<Waiter>, node: *mut Waiter) {
+    // SAFETY: `next` is the enqueue link and belongs to the owner until drained.
+    unsafe { push_request(requests, tagged(node, tag::ENQUEUE), &(*node).links.next) }
+}
+
+/// Pushes the cancel request of a queued node that has CANCELLED set.
+///
+/// # Safety
+/// `node` is queued, has CANCELLED set (so this is its only cancel request) and stays alive
+/// until it observes DONE.
+pub(crate) unsafe fn push_cancel(requests: &AtomicPtr<Waiter>, node: *mut Waiter) {
+    // SAFETY: `cancel_next` is written only by the owner, before this push.
+    unsafe {
+        push_request(
+            requests,
+            tagged(node, tag::CANCEL),
+            &(*node).links.cancel_next,
+        )
     }
 }

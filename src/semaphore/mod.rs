@@ -3,24 +3,30 @@
 use core::fmt;
 
 pub(crate) mod acquire;
+#[cfg(any(loom, test))]
+mod checks;
 pub(crate) mod error;
 pub(crate) mod handoff;
 pub(crate) mod permit;
 pub(crate) mod state;
 pub(crate) mod waiter;
+mod wake;
 
 #[cfg(feature = "std")]
 pub(crate) mod blocking;
 #[cfg(feature = "alloc")]
 pub(crate) mod poll;
 
+#[cfg(doc)]
+use self::error::AcquireError;
 use self::error::{AddPermitsError, TryAcquireError};
-use self::handoff::{push_request, tag, tagged};
+use self::handoff::{push_cancel, push_enqueue, ParkedList};
 use self::permit::Permit;
-use self::state::{CLOSED, DIRTY, HANDOFF, QUEUED};
+use self::state::MAX_PERMITS;
+use self::state::{StateWord, CLOSED, DIRTY, HANDOFF, QUEUED};
 use self::waiter::Waiter;
-use crate::sync::{const_unless_loom, AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
-use crate::{Acquire, MAX_PERMITS};
+use crate::sync::{const_unless_loom, fence, AtomicPtr, AtomicUsize, Ordering::*};
+use crate::Acquire;
 
 /// A strictly fair (FIFO) async semaphore with direct permit handoff.
 ///
@@ -36,6 +42,16 @@ use crate::{Acquire, MAX_PERMITS};
 /// A request for many permits at the head of the queue collects permits as they are released
 /// and holds them until it has all it asked for; smaller requests behind it wait even if the
 /// semaphore could serve them. This is what keeps large requests from starving.
+///
+/// # Memory ordering
+/// Acquiring permits synchronises with the release that supplied them, as a mutex does: what
+/// a thread wrote before dropping a [`Permit`] (or before [`add_permits`](Self::add_permits))
+/// is visible to the thread that acquires those permits, whether it took them on the fast path
+/// or was handed them in the queue. [`close`](Self::close) synchronises with every outcome it
+/// causes: a thread that gets [`AcquireError::Closed`] or [`TryAcquireError::Closed`], or sees
+/// [`is_closed`](Self::is_closed) return `true`, sees every write made before `close()`.
+/// [`TryAcquireError::NoPermits`] carries no ordering. (The same guarantees as tokio's
+/// semaphore, which code ported from tokio relies on.)
 ///
 /// # Examples
 /// ```
@@ -53,23 +69,27 @@ use crate::{Acquire, MAX_PERMITS};
 /// # });
 /// ```
 pub struct Semaphore {
-    /// `permits << 4 | DIRTY | HANDOFF | QUEUED | CLOSED` (DESIGN.md §3.1).
-    pub(crate) state: AtomicUsize,
+    /// `permits << 4 | DIRTY | HANDOFF | QUEUED | CLOSED` (DESIGN.md §2).
+    pub(crate) state: StateWord,
     /// Permits in existence; bounds every count by `MAX_PERMITS` (invariant I4).
     total: AtomicUsize,
     /// Tagged Treiber stack of enqueue and cancel requests.
     pub(crate) requests: AtomicPtr<Waiter>,
     /// Waiters enqueued and not yet unlinked by a handoff pass (a statistic).
     pub(crate) waiters: AtomicUsize,
-    /// Head (oldest node) of the waiter list between passes; null when the list is empty.
-    /// Read and written only by the thread holding `HANDOFF` (DESIGN.md §3.3).
-    pub(crate) list: UnsafeCell<*mut Waiter>,
+    /// Head (oldest node) of the waiter list between passes. Only the thread holding
+    /// `HANDOFF` touches it, and only `handoff.rs` can (DESIGN.md §2).
+    pub(crate) list: ParkedList,
+    /// Wake and helping bounds, asserted by the loom models.
+    #[cfg(loom)]
+    pub(crate) pass_stats: checks::PassStats,
 }
 
 // `list` is the only field that is not an atomic; the pointers it holds are links into pinned
 // waiter nodes, not ownership.
 // SAFETY: only the thread holding `HANDOFF` touches `list`, and `HANDOFF` passes between threads
-// through AcqRel RMWs on `state`, so every access happens-after the previous holder's last one (I2).
+// through AcqRel RMWs on `state`, so every access happens-after the previous holder's last one
+// (I2).
 unsafe impl Sync for Semaphore {}
 // SAFETY: as above; moving the semaphore moves no thread-bound data.
 unsafe impl Send for Semaphore {}
@@ -94,11 +114,13 @@ impl Semaphore {
         pub fn new(permits: usize) -> Semaphore {
             assert!(permits <= MAX_PERMITS, "fairgate: Semaphore::new: permits exceed MAX_PERMITS");
             Semaphore {
-                state: AtomicUsize::new(state::from_permits(permits)),
+                state: StateWord::new(state::from_permits(permits)),
                 total: AtomicUsize::new(permits),
                 requests: AtomicPtr::new(core::ptr::null_mut()),
                 waiters: AtomicUsize::new(0),
-                list: UnsafeCell::new(core::ptr::null_mut()),
+                list: ParkedList::new(),
+                #[cfg(loom)]
+                pass_stats: checks::PassStats::default(),
             }
         }
     }
@@ -106,8 +128,13 @@ impl Semaphore {
     /// Waits for one permit.
     ///
     /// Resolves to `Err(AcquireError::Closed)` if the semaphore is closed before the permit is
-    /// granted. Dropping the future gives up its place in the queue and passes on any permits
-    /// already handed to it.
+    /// granted.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, and fair across cancellation: dropping the future gives up its place in the
+    /// queue and passes on any permits already handed to it; nothing is lost and no other
+    /// waiter is held up. Dropping a future that is still queued may wait briefly for the
+    /// thread running a handoff pass to finish with its node (or runs that pass itself).
     ///
     /// # Examples
     /// ```
@@ -125,6 +152,10 @@ impl Semaphore {
     ///
     /// `n == 0` succeeds at once (unless closed). `n > MAX_PERMITS` resolves at once to
     /// [`AcquireError::TooManyPermits`].
+    ///
+    /// # Cancel safety
+    /// As for [`acquire`](Self::acquire): a dropped request passes on the permits it had been
+    /// partially assigned while at the head of the queue.
     ///
     /// # Examples
     /// ```
@@ -157,6 +188,20 @@ impl Semaphore {
     }
 
     /// Takes `n` permits if they are free and nobody is queued. Never queues.
+    ///
+    /// # Examples
+    /// ```
+    /// use fairgate::{Semaphore, TryAcquireError};
+    /// let sem = Semaphore::new(3);
+    /// let two = sem.try_acquire_many(2).unwrap();
+    /// assert_eq!(sem.try_acquire_many(2).unwrap_err(), TryAcquireError::NoPermits);
+    /// assert!(matches!(
+    ///     sem.try_acquire_many(Semaphore::MAX_PERMITS + 1),
+    ///     Err(TryAcquireError::TooManyPermits { .. })
+    /// ));
+    /// drop(two);
+    /// assert_eq!(sem.available_permits(), 3);
+    /// ```
     #[inline]
     pub fn try_acquire_many(&self, n: usize) -> Result<Permit<'_>, TryAcquireError> {
         self.try_take_checked(n)?;
@@ -184,6 +229,12 @@ impl Semaphore {
         let mut s = self.state.load(Relaxed);
         loop {
             if s & CLOSED != 0 {
+                // The word was read `Relaxed` (success needs no more). `CLOSED` is never
+                // cleared and every write to the word is an RMW, so the value read belongs to
+                // the release sequence of `close()`'s `fetch_or`: this fence makes the caller
+                // see every write made before `close()` (the "Memory ordering" contract). It
+                // costs no instruction on x86. Loom: `closed_error_sees_writes_before_close`.
+                fence(Acquire);
                 return Err(TryAcquireError::Closed);
             }
             if s & QUEUED != 0 || state::permits(s) < n {
@@ -219,8 +270,12 @@ impl Semaphore {
     /// compares, so it runs another pass; if `QUEUED` was cleared since, the holder that cleared
     /// it turned our deposit into free permits. Otherwise take the role, and with it every
     /// deposit in the word, in one CAS (no holder means no `DIRTY` to keep).
+    ///
+    /// Also called by a dropping waiter while it waits for `DONE`: a holder may have given the
+    /// role back leaving its cancel request on the stack (the helping bound, DESIGN.md §5), and
+    /// then the dropper runs the pass itself. Returns whether it ran one.
     #[cold]
-    fn after_deposit(&self) {
+    pub(crate) fn after_deposit(&self) -> bool {
         let mut s = self.state.load(Relaxed);
         while s & (QUEUED | HANDOFF) == QUEUED {
             match self.state.compare_exchange_weak(
@@ -229,16 +284,20 @@ impl Semaphore {
                 AcqRel,
                 Relaxed,
             ) {
-                Ok(_) => return self.run_handoff(core::ptr::null(), state::permits(s)),
+                Ok(_) => {
+                    self.run_handoff(core::ptr::null(), state::permits(s));
+                    return true;
+                }
                 Err(actual) => s = actual,
             }
         }
+        false
     }
 
     /// After pushing a request, or after `close`: make sure a handoff pass will see the work
     /// (invariant I3). Take the role and run the pass, or leave the work to the active holder
     /// (`DIRTY`). An enqueue (`is_enqueue`) allows one more case, which saves a whole pass per
-    /// waiter (DESIGN §4.2): if no thread holds the role, nothing is deposited and the
+    /// waiter (DESIGN.md §3): if no thread holds the role, nothing is deposited and the
     /// semaphore is open, no pass could serve the new waiter now, so only `QUEUED` is set and
     /// the request stays on the stack; the next release (or `add_permits`) deposits and runs
     /// the pass that drains it, and a cancel or `close` kicks one.
@@ -254,9 +313,9 @@ impl Semaphore {
             };
             // Always an RMW, even when `new == s`: the decision must be made on the latest
             // word (the load above may be stale), and the next holder's role-taking CAS must
-            // follow this one in the word's order so that it sees our push (DESIGN §4.2). The
+            // follow this one in the word's order so that it sees our push (DESIGN.md §3). The
             // Release half is what lets a holder's Relaxed pre-load in `drain` see the push
-            // (DESIGN §8).
+            // (DESIGN.md §8).
             match self.state.compare_exchange_weak(s, new, AcqRel, Relaxed) {
                 Ok(_) if take_role => return self.run_handoff(me, 0),
                 Ok(_) => return,
@@ -273,8 +332,8 @@ impl Semaphore {
     pub(crate) unsafe fn enqueue(&self, node: *mut Waiter) {
         // Counted before the push, so the holder that unlinks the node cannot decrement first.
         self.waiters.fetch_add(1, Relaxed);
-        // SAFETY: `next` is the enqueue link and belongs to this thread until drained.
-        unsafe { push_request(&self.requests, tagged(node, tag::ENQUEUE), &(*node).next) };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { push_enqueue(&self.requests, node) };
         self.kick(node, true);
     }
 
@@ -283,14 +342,8 @@ impl Semaphore {
     /// # Safety
     /// `node` is queued, has CANCELLED set, and stays alive until it observes DONE.
     pub(crate) unsafe fn request_cancel(&self, node: *mut Waiter) {
-        // SAFETY: `cancel_next` is written only by the owner before this push.
-        unsafe {
-            push_request(
-                &self.requests,
-                tagged(node, tag::CANCEL),
-                &(*node).cancel_next,
-            )
-        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { push_cancel(&self.requests, node) };
         // A cancelled node needs no wake, so it is not passed as `me`.
         self.kick(core::ptr::null(), false);
     }
@@ -298,8 +351,9 @@ impl Semaphore {
     /// Adds `n` permits, handing them to queued waiters first (FIFO).
     ///
     /// # Panics
-    /// If the semaphore's total would exceed [`MAX_PERMITS`]; the panic happens before any
-    /// state changes. Use [`try_add_permits`](Self::try_add_permits) to get an error instead.
+    /// If the semaphore's total would exceed [`MAX_PERMITS`](Self::MAX_PERMITS); the panic
+    /// happens before any state changes. Use [`try_add_permits`](Self::try_add_permits) to get
+    /// an error instead.
     ///
     /// # Examples
     /// ```
@@ -314,7 +368,17 @@ impl Semaphore {
     }
 
     /// Adds `n` permits, or returns an error (changing nothing) if the total would exceed
-    /// [`MAX_PERMITS`].
+    /// [`MAX_PERMITS`](Self::MAX_PERMITS).
+    ///
+    /// # Examples
+    /// ```
+    /// use fairgate::Semaphore;
+    /// let sem = Semaphore::new(1);
+    /// assert!(sem.try_add_permits(2).is_ok());
+    /// let err = sem.try_add_permits(Semaphore::MAX_PERMITS).unwrap_err();
+    /// assert_eq!((err.added, err.total), (Semaphore::MAX_PERMITS, 3));
+    /// assert_eq!(sem.total_permits(), 3);
+    /// ```
     pub fn try_add_permits(&self, n: usize) -> Result<(), AddPermitsError> {
         let mut total = self.total.load(Relaxed);
         loop {
@@ -396,12 +460,27 @@ impl Semaphore {
         }
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether [`close`](Self::close) was called. `true` synchronises with `close()` (see
+    /// "Memory ordering" on [`Semaphore`]).
+    ///
+    /// ```
+    /// let sem = fairgate::Semaphore::new(1);
+    /// assert!(!sem.is_closed());
+    /// sem.close();
+    /// assert!(sem.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.state.load(Acquire) & CLOSED != 0
     }
 
     /// Free permits a newcomer could take right now: zero while anyone is queued (no barging).
+    ///
+    /// ```
+    /// let sem = fairgate::Semaphore::new(3);
+    /// let p = sem.try_acquire().unwrap();
+    /// assert_eq!(sem.available_permits(), 2);
+    /// # drop(p);
+    /// ```
     pub fn available_permits(&self) -> usize {
         let s = self.state.load(Acquire);
         if s & QUEUED != 0 {
@@ -412,6 +491,14 @@ impl Semaphore {
     }
 
     /// All permits the semaphore has: free, held and promised to waiters.
+    ///
+    /// ```
+    /// let sem = fairgate::Semaphore::new(3);
+    /// let p = sem.try_acquire().unwrap();
+    /// assert_eq!((sem.available_permits(), sem.total_permits()), (2, 3));
+    /// p.forget(); // gone for good
+    /// assert_eq!(sem.total_permits(), 2);
+    /// ```
     pub fn total_permits(&self) -> usize {
         self.total.load(Relaxed)
     }
@@ -419,7 +506,14 @@ impl Semaphore {
     /// How many acquirers are queued: counted when a waiter joins the queue, uncounted at the
     /// end of the handoff pass that grants, closes out or removes it. Exact when no operation
     /// is in flight; while other threads acquire or release it is a snapshot that may already
-    /// be stale (a waiter that was just granted can still be counted for a moment).
+    /// be stale.
+    ///
+    /// It can lag an operation that has returned: a [`Permit`] drop (or `add_permits`) that
+    /// finds another thread running a handoff pass leaves its permits to that pass and returns
+    /// at once, and the waiter they go to stays counted until that pass ends. A call that ran
+    /// the pass itself (no other thread was running one) has updated the count when it
+    /// returns. Dropping a queued acquire returns once the pass is done with its node, which
+    /// can be just before that pass uncounts it.
     ///
     /// ```
     /// # futures::executor::block_on(async {
@@ -438,6 +532,17 @@ impl Semaphore {
     /// ```
     pub fn waiters(&self) -> usize {
         self.waiters.load(Relaxed)
+    }
+}
+
+/// Model-only statistics (not part of the API).
+#[cfg(loom)]
+impl Semaphore {
+    /// `(passes started while a granted waiter was not yet woken, most passes one handoff
+    /// tenure ran while no permit was deposited)`: the wake and helping bounds (DESIGN.md §5).
+    #[doc(hidden)]
+    pub fn loom_pass_stats(&self) -> (usize, usize) {
+        self.pass_stats.snapshot()
     }
 }
 

@@ -1,6 +1,8 @@
-//! Encoding of the semaphore's state word (DESIGN.md §3.1).
+//! Encoding of the semaphore's state word (DESIGN.md §2).
 //!
 //! `permits << PERMIT_SHIFT | DIRTY | HANDOFF | QUEUED | CLOSED`
+
+use crate::sync::{const_unless_loom, AtomicUsize, Ordering};
 
 /// `close()` was called. Never cleared.
 pub(crate) const CLOSED: usize = 1 << 0;
@@ -19,7 +21,7 @@ pub(crate) const FLAG_MASK: usize = (1 << PERMIT_SHIFT) - 1;
 ///
 /// Bounded by the waiter node's `assigned` field (7 flag bits below it), which must hold any
 /// partial assignment of a request; the state word (4 flag bits) has room to spare.
-pub const MAX_PERMITS: usize = usize::MAX >> super::waiter::flags::ASSIGNED_SHIFT;
+pub(crate) const MAX_PERMITS: usize = usize::MAX >> super::waiter::flags::ASSIGNED_SHIFT;
 
 const _: () = assert!(MAX_PERMITS <= usize::MAX >> PERMIT_SHIFT);
 
@@ -36,4 +38,58 @@ pub(crate) const fn with_permits(state: usize, permits: usize) -> usize {
 #[inline(always)]
 pub(crate) const fn from_permits(permits: usize) -> usize {
     permits << PERMIT_SHIFT
+}
+
+/// The state word. It has no `store`: every write is a read-modify-write, so every write after
+/// a Release RMW continues that RMW's release sequence. The protocol depends on it: a role-taking
+/// CAS synchronises with every earlier pusher's and depositor's RMW, and an Acquire load that
+/// sees `CLOSED` synchronises with `close()` (DESIGN.md §8). A plain store would cut the chain.
+#[derive(Debug)]
+#[repr(transparent)]
+pub(crate) struct StateWord(AtomicUsize);
+
+impl StateWord {
+    const_unless_loom! {
+        #[inline]
+        pub(crate) fn new(value: usize) -> StateWord {
+            StateWord(AtomicUsize::new(value))
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn load(&self, order: Ordering) -> usize {
+        self.0.load(order)
+    }
+
+    #[inline(always)]
+    pub(crate) fn fetch_add(&self, value: usize, order: Ordering) -> usize {
+        self.0.fetch_add(value, order)
+    }
+
+    #[inline(always)]
+    pub(crate) fn fetch_or(&self, value: usize, order: Ordering) -> usize {
+        self.0.fetch_or(value, order)
+    }
+
+    #[inline(always)]
+    pub(crate) fn compare_exchange(
+        &self,
+        current: usize,
+        new: usize,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<usize, usize> {
+        self.0.compare_exchange(current, new, success, failure)
+    }
+
+    #[inline(always)]
+    pub(crate) fn compare_exchange_weak(
+        &self,
+        current: usize,
+        new: usize,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<usize, usize> {
+        self.0.compare_exchange_weak(current, new, success, failure)
+    }
 }

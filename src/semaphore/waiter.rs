@@ -1,17 +1,18 @@
 //! The waiter node that lives inside every `Acquire` future, and the owner's side of its
 //! protocol: publishing it, re-registering wakers, observing the handoff, and cancelling.
-//! DESIGN.md §3.2, §4.2, §4.4, §4.5.
+//! DESIGN.md §2–§3.
 
 use core::marker::PhantomPinned;
 use core::ptr;
 use core::task::{Context, Poll, Waker};
 
 use super::error::AcquireError;
+use super::handoff::Links;
+use super::state::MAX_PERMITS;
 use super::Semaphore;
 use crate::sync::{const_unless_loom, AtomicUsize, Backoff, Ordering::*, UnsafeCell};
-use crate::MAX_PERMITS;
 
-/// Node state flags (DESIGN.md §3.2). The upper bits hold the permits partially assigned to
+/// Node state flags (DESIGN.md §2). The upper bits hold the permits partially assigned to
 /// the node while it is at the head of the queue.
 pub(crate) mod flags {
     /// Published in the request stack; owned by the queue until resolved or cancelled.
@@ -51,17 +52,13 @@ pub(crate) struct Waiter {
     pub(crate) requested: UnsafeCell<usize>,
     /// The waker to call when resolved. See the `REGISTERING` protocol.
     pub(crate) waker: UnsafeCell<Option<Waker>>,
-    /// Request-stack link while an enqueue request is pending, then the list's `next`.
-    pub(crate) next: UnsafeCell<*mut Waiter>,
-    /// The list's `prev`; null when not linked (holder-private).
-    pub(crate) prev: UnsafeCell<*mut Waiter>,
-    /// Request-stack link of the cancel request.
-    pub(crate) cancel_next: UnsafeCell<*mut Waiter>,
+    /// Request-stack and list links; private to `handoff.rs`, which owns their protocol.
+    pub(super) links: Links,
     _pinned: PhantomPinned,
 }
 
 // SAFETY: every field shared between threads is an atomic or an `UnsafeCell` whose accesses
-// follow the ownership protocol in DESIGN.md §3.2 (owner before publication, holder while it
+// follow the ownership protocol in DESIGN.md §2 (owner before publication, holder while it
 // holds HANDOFF, owner again after observing DONE). The raw pointers are links, not ownership.
 unsafe impl Send for Waiter {}
 // SAFETY: as above; shared access only goes through atomics and protocol-guarded cells.
@@ -75,9 +72,7 @@ impl Waiter {
                 state: AtomicUsize::new(0),
                 requested: UnsafeCell::new(requested),
                 waker: UnsafeCell::new(None),
-                next: UnsafeCell::new(ptr::null_mut()),
-                prev: UnsafeCell::new(ptr::null_mut()),
-                cancel_next: UnsafeCell::new(ptr::null_mut()),
+                links: Links::new(),
                 _pinned: PhantomPinned,
             }
         }
@@ -249,12 +244,15 @@ impl Waiter {
         Poll::Pending
     }
 
-    /// Waits until the handoff holder has finished with this node (DESIGN.md §7: bounded by
-    /// the holder's current pass).
-    fn wait_done(&self) {
+    /// Waits until the handoff holder has finished with this node (DESIGN.md §7). If no thread
+    /// holds the role, a holder gave it back leaving this node's cancel request on the stack
+    /// (the helping bound): take the role and run the pass here.
+    fn wait_done(&self, sem: &Semaphore) {
         let mut backoff = Backoff::new();
         while self.state.load(Acquire) & DONE == 0 {
-            backoff.snooze();
+            if !sem.after_deposit() {
+                backoff.snooze();
+            }
         }
     }
 
@@ -288,7 +286,7 @@ impl Waiter {
                     // Woken but never polled: the permits are ours; pass them on.
                     sem.release(self.requested());
                 }
-                self.wait_done();
+                self.wait_done(sem);
                 return;
             }
             match self
@@ -302,6 +300,6 @@ impl Waiter {
         // SAFETY: the node is pinned and stays alive until `wait_done` returns; the holder
         // unlinks it, refunds its partial permits and then sets DONE.
         unsafe { sem.request_cancel(self.as_ptr()) };
-        self.wait_done();
+        self.wait_done(sem);
     }
 }

@@ -32,8 +32,10 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use fairgate::{
     Acquire, AcquireError, AcquireOwned, OwnedPermit, Permit, PollSemaphore, Semaphore,
-    TryAcquireError, MAX_PERMITS,
+    TryAcquireError,
 };
+
+const MAX_PERMITS: usize = Semaphore::MAX_PERMITS;
 
 /// Upper bounds that keep every run small and bounded in time.
 pub const MAX_OPS: usize = 512;
