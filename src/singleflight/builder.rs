@@ -125,7 +125,7 @@ where
         let load_permits = self
             .policy
             .max_concurrent_loads
-            .map(|n| Arc::new(Semaphore::new(n.clamp(1, crate::MAX_PERMITS))));
+            .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))));
         let mut clock = self.clock;
         let epoch = clock.take_epoch();
         let p = &self.policy;
