@@ -1,5 +1,5 @@
 //! Reference-model tests: the semaphore against a sequential model of a fair FIFO semaphore
-//! with direct handoff, driven by the operation language in `tests/common/ops.rs` (shared with
+//! with direct handoff, driven by the operation language in `tests/common/ops/` (shared with
 //! the cargo-fuzz targets in `fuzz/`).
 //!
 //! * `op_sequences`: proptest over generated `Vec<Op>` (shrinks to a short, readable sequence);
@@ -9,7 +9,7 @@
 //! * a few fixed scenarios that must always be exercised, whatever the random inputs do.
 #![cfg(not(loom))]
 
-#[path = "common/ops.rs"]
+#[path = "common/ops/mod.rs"]
 mod ops;
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! the `op_sequences` proptest in `tests/model_ops.rs`.
 #![no_main]
 
-#[path = "../../tests/common/ops.rs"]
+#[path = "../../tests/common/ops/mod.rs"]
 mod ops;
 
 libfuzzer_sys::fuzz_target!(|input: (ops::Config, Vec<ops::Op>)| {

@@ -4,7 +4,7 @@
 //! checked against the same reference model. Stable twin: the `owned_bytes` proptest.
 #![no_main]
 
-#[path = "../../tests/common/ops.rs"]
+#[path = "../../tests/common/ops/mod.rs"]
 mod ops;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| ops::run_owned_bytes(data));
