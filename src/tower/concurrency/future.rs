@@ -15,7 +15,8 @@ use crate::limit::{Acquire, LimitPermit, Limiter, Rejected};
 use crate::tower::BoxError;
 
 /// A heap slot for an acquire future, reused across calls of one service (`Pin::set`), so
-/// that the admission step allocates only when a request really has to wait.
+/// that a service allocates at most once for the requests that have to wait (those admitted
+/// at once never build an acquire future).
 pub(crate) type AcquireSlot = Option<Pin<Box<Acquire>>>;
 
 /// The admission step of `call`: tries `limiter` at once and, if the request must wait,
@@ -39,6 +40,13 @@ pub(crate) fn admit<S, Req>(
 where
     S: Service<Req> + Clone,
 {
+    // The common case first, without an acquire future: a free permit admits at once and
+    // the readied service is called in place (no clone, no allocation, no clock read).
+    match limiter.try_admit() {
+        Ok(Some(permit)) => return ResponseFuture::running(inner.call(request), permit),
+        Err(rejected) => return ResponseFuture::refused(rejected),
+        Ok(None) => {}
+    }
     let mut acquire = match slot.take() {
         Some(mut reused) => {
             reused.as_mut().set(limiter.acquire());
