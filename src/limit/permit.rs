@@ -89,6 +89,7 @@ impl LimitPermit {
 }
 
 impl Drop for LimitPermit {
+    #[inline]
     fn drop(&mut self) {
         match self.permit.take() {
             // Hard mode: the semaphore's own count is `in_flight`.
@@ -100,8 +101,7 @@ impl Drop for LimitPermit {
         }
         if let Some(observer) = &self.shared.observer {
             let held = self.granted_at.map(|t| t.elapsed()).unwrap_or_default();
-            observer.on_released(&self.shared.config.name, held);
-            self.shared.report_counts(observer.as_ref());
+            self.shared.observe_released(observer.as_ref(), held);
         }
     }
 }
