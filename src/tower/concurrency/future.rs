@@ -112,7 +112,10 @@ pin_project! {
             service: S,
             request: Req,
         },
-        // The inner call runs; `permit` is taken (released) the moment it completes.
+        // The inner call runs; `permit` is taken (released) the moment it completes. The
+        // state stays `Running` after that (a `None` permit marks it finished): the finished
+        // inner future is dropped with this future, which spares the fast path a state
+        // change.
         Running {
             #[pin]
             future: F,
@@ -179,11 +182,13 @@ where
                     });
                 }
                 StateProj::Running { future, permit } => {
+                    if permit.is_none() {
+                        panic!("ResponseFuture polled after completion");
+                    }
                     let output = ready!(future.poll(cx));
                     // Release before handing the output over: the slot is free even if the
                     // caller keeps this (finished) future around.
                     drop(permit.take());
-                    state.set(State::Done);
                     return Poll::Ready(output.map_err(Into::into));
                 }
                 StateProj::Refused { .. } => {
@@ -207,6 +212,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Acquiring { .. } => "acquiring",
+            State::Running { permit: None, .. } => "done",
             State::Running { .. } => "running",
             State::Refused { .. } => "refused",
             State::Done => "done",
