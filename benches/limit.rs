@@ -11,15 +11,25 @@
 //!   bounded queue (64) vs tower's `LoadShed → Buffer(64) → ConcurrencyLimit(4)` stack, the
 //!   tower-native way to get "bounded queue, reject when full". Time per request.
 //!
-//! `cargo bench --features tower --bench limit`; ratios: see BENCHMARKS.md.
+//! `cargo bench --features tower --bench limit`; ratios: see BENCHMARKS.md. (The issue also
+//! names `tower-resilience-bulkhead`; it is not a dependency of this crate, so it is not here.)
 //!
 //! Instruction counts (deterministic, unlike wall clock on a shared machine): with
 //! `FAIRGATE_CALLGRIND=<case>:<iterations>` the binary runs one case (no criterion) in a
 //! loop, so that `valgrind --tool=callgrind` counts it; the per-operation count is the
 //! difference of two runs with different iteration counts divided by their difference.
 //! Cases: see [`callgrind_case`]. Futures are driven by hand with a no-op waker (no runtime),
-//! so only the permit and layer machinery is counted. (The issue also
-//! names `tower-resilience-bulkhead`; it is not a dependency of this crate, so it is not here.)
+//! so only the permit and layer machinery is counted. For example:
+//!
+//! ```text
+//! cargo bench --features tower --bench limit --no-run   # prints the binary's path
+//! for n in 2000 22000; do
+//!   FAIRGATE_CALLGRIND=layer_fairgate:$n valgrind --tool=callgrind \
+//!     --callgrind-out-file=cg.$n.out <binary>
+//! done
+//! # per request: (Ir of cg.22000.out - Ir of cg.2000.out) / 20000, the Ir from the
+//! # `summary:` line; `callgrind_annotate cg.22000.out` shows where they go.
+//! ```
 
 use std::convert::Infallible;
 use std::fmt::Debug;
