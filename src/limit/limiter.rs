@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::acquire::Acquire;
 use super::capacity::Capacity;
@@ -51,19 +51,22 @@ impl Shared {
         if permit.is_none() {
             self.in_flight.fetch_add(1, Relaxed);
         }
-        if let Some(observer) = &self.observer {
-            self.observe_acquired(observer.as_ref(), waited);
-        }
-        LimitPermit::new(Arc::clone(self), permit, waited)
+        // One check of the observer for both the event and the hold-time clock read.
+        let granted_at = match &self.observer {
+            None => None,
+            Some(observer) => self.observe_acquired(observer.as_ref(), waited),
+        };
+        LimitPermit::new(Arc::clone(self), permit, waited, granted_at)
     }
 
     // The observer calls live out of line: without an observer the admission and release
     // paths are a never-taken, well-predicted branch on a field that never changes.
     #[cold]
     #[inline(never)]
-    fn observe_acquired(&self, observer: &dyn Observer, waited: Duration) {
+    fn observe_acquired(&self, observer: &dyn Observer, waited: Duration) -> Option<Instant> {
         observer.on_acquired(&self.config.name, waited);
         self.report_counts(observer);
+        Some(Instant::now())
     }
 
     #[cold]
@@ -140,7 +143,7 @@ impl Shared {
 
     /// The non-waiting part of every acquisition: `Ok(Some)` admitted, `Ok(None)` must wait,
     /// `Err` refused (closed). No clock read, no allocation.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn try_admit(self: &Arc<Self>) -> Result<Option<LimitPermit>, Rejected> {
         let sem = self.capacity.semaphore();
         if self.config.mode == Mode::Soft {

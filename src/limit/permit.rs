@@ -44,7 +44,12 @@ impl LimitPermit {
     /// own semaphore; that is checked, since the permit's borrow is extended to the lifetime
     /// of the `Arc` held beside it.
     #[inline]
-    pub(crate) fn new(shared: Arc<Shared>, permit: Option<Permit<'_>>, waited: Duration) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        permit: Option<Permit<'_>>,
+        waited: Duration,
+        granted_at: Option<Instant>,
+    ) -> Self {
         // SAFETY: a `Permit` only borrows its semaphore. The assert proves it is the one
         // inside `shared`'s allocation, which the `Arc` stored beside it keeps alive (at a
         // fixed address) for as long as the permit exists: the permit is dropped first (see
@@ -56,7 +61,6 @@ impl LimitPermit {
             );
             unsafe { std::mem::transmute::<Permit<'_>, Permit<'static>>(p) }
         });
-        let granted_at = shared.observer.as_ref().map(|_| Instant::now());
         LimitPermit {
             shared,
             permit,
