@@ -285,6 +285,20 @@ fn callgrind_case(case: &str, iters: u64) {
             ),
             iters,
         ),
+        // The criterion harness itself: `ready().await` + `call().await` on a current-thread
+        // tokio runtime.
+        "rt_layer_tower" | "rt_layer_fairgate" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            if case == "rt_layer_tower" {
+                let mut svc = tower::limit::ConcurrencyLimit::new(service_fn(plus_one), 1024);
+                black_box(rt.block_on(sequential(&mut svc, iters)));
+            } else {
+                let mut svc = ConcurrencyLimit::new(service_fn(plus_one), limiter());
+                black_box(rt.block_on(sequential(&mut svc, iters)));
+            }
+        }
         other => panic!("unknown FAIRGATE_CALLGRIND case {other:?}"),
     }
 }
