@@ -13,6 +13,23 @@
 //!
 //! `cargo bench --features tower --bench limit`; ratios: see BENCHMARKS.md. (The issue also
 //! names `tower-resilience-bulkhead`; it is not a dependency of this crate, so it is not here.)
+//!
+//! Instruction counts (deterministic, unlike wall clock on a shared machine): with
+//! `FAIRGATE_CALLGRIND=<case>:<iterations>` the binary runs one case (no criterion) in a
+//! loop, so that `valgrind --tool=callgrind` counts it; the per-operation count is the
+//! difference of two runs with different iteration counts divided by their difference.
+//! Cases: see [`callgrind_case`]. Futures are driven by hand with a no-op waker (no runtime),
+//! so only the permit and layer machinery is counted. For example:
+//!
+//! ```text
+//! cargo bench --features tower --bench limit --no-run   # prints the binary's path
+//! for n in 2000 22000; do
+//!   FAIRGATE_CALLGRIND=layer_fairgate:$n valgrind --tool=callgrind \
+//!     --callgrind-out-file=cg.$n.out <binary>
+//! done
+//! # per request: (Ir of cg.22000.out - Ir of cg.2000.out) / 20000, the Ir from the
+//! # `summary:` line; `callgrind_annotate cg.22000.out` shows where they go.
+//! ```
 
 use std::convert::Infallible;
 use std::fmt::Debug;
@@ -22,7 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use fairgate::limit::{Limiter, LimiterConfig, LimiterManager};
 use fairgate::tower::{ConcurrencyLimit, KeyedLimitLayer};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
@@ -201,6 +218,91 @@ fn contended(c: &mut Criterion) {
     );
 }
 
+/// One operation of a `FAIRGATE_CALLGRIND` case, `iters` times.
+fn callgrind_case(case: &str, iters: u64) {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    fn drive<S: Service<u64, Response = u64>>(svc: &mut S, iters: u64)
+    where
+        S::Error: Debug,
+    {
+        let mut cx = Context::from_waker(Waker::noop());
+        for i in 0..iters {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let fut = pin!(svc.call(black_box(i)));
+            match fut.poll(&mut cx) {
+                Poll::Ready(out) => black_box(out.unwrap()),
+                Poll::Pending => panic!("the limit is never reached here"),
+            };
+        }
+    }
+    let limiter = || Limiter::builder("bench").capacity(1024).build().unwrap();
+    match case {
+        "tokio_semaphore" => {
+            let sem = Arc::new(tokio::sync::Semaphore::new(1024));
+            for _ in 0..iters {
+                drop(black_box(sem.clone().try_acquire_owned().unwrap()));
+            }
+        }
+        "fairgate_semaphore" => {
+            let sem = Arc::new(fairgate::Semaphore::new(1024));
+            for _ in 0..iters {
+                drop(black_box(sem.clone().try_acquire_owned().unwrap()));
+            }
+        }
+        "limiter_try_acquire" => {
+            let limiter = limiter();
+            for _ in 0..iters {
+                drop(black_box(limiter.try_acquire().unwrap()));
+            }
+        }
+        "limiter_acquire" => {
+            let limiter = limiter();
+            let mut cx = Context::from_waker(Waker::noop());
+            for _ in 0..iters {
+                let acquire = pin!(limiter.acquire());
+                match acquire.poll(&mut cx) {
+                    Poll::Ready(permit) => drop(black_box(permit.unwrap())),
+                    Poll::Pending => panic!("the limit is never reached here"),
+                }
+            }
+        }
+        "layer_none" => drive(&mut service_fn(plus_one), iters),
+        "layer_tower" => drive(
+            &mut tower::limit::ConcurrencyLimit::new(service_fn(plus_one), 1024),
+            iters,
+        ),
+        "layer_fairgate" => drive(
+            &mut ConcurrencyLimit::new(service_fn(plus_one), limiter()),
+            iters,
+        ),
+        "layer_fairgate_passthrough" => drive(
+            &mut ConcurrencyLimit::new(
+                service_fn(plus_one),
+                Limiter::builder("bench").capacity(0).build().unwrap(),
+            ),
+            iters,
+        ),
+        // The criterion harness itself: `ready().await` + `call().await` on a current-thread
+        // tokio runtime.
+        "rt_layer_tower" | "rt_layer_fairgate" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            if case == "rt_layer_tower" {
+                let mut svc = tower::limit::ConcurrencyLimit::new(service_fn(plus_one), 1024);
+                black_box(rt.block_on(sequential(&mut svc, iters)));
+            } else {
+                let mut svc = ConcurrencyLimit::new(service_fn(plus_one), limiter());
+                black_box(rt.block_on(sequential(&mut svc, iters)));
+            }
+        }
+        other => panic!("unknown FAIRGATE_CALLGRIND case {other:?}"),
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -209,4 +311,14 @@ criterion_group! {
         .sample_size(20);
     targets = primitives, uncontended, contended
 }
-criterion_main!(benches);
+fn main() {
+    if let Ok(spec) = std::env::var("FAIRGATE_CALLGRIND") {
+        let (case, iters) = spec
+            .split_once(':')
+            .expect("FAIRGATE_CALLGRIND=<case>:<iterations>");
+        callgrind_case(case, iters.parse().expect("iterations: a number"));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

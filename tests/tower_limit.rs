@@ -573,3 +573,20 @@ async fn inner_errors_pass_through_and_closed_limiters_reject() {
     let err = bounded(svc.oneshot(())).await.unwrap_err();
     assert_eq!(reason(&err), RejectReason::Closed);
 }
+
+/// A finished response future keeps its finished inner future until it is dropped (the fast
+/// path changes no state), but a second poll still panics with the layer's own message and
+/// never reaches the inner future (`Ready` would panic with its own).
+#[test]
+#[should_panic(expected = "ResponseFuture polled after completion")]
+fn a_finished_response_future_panics_when_polled_again() {
+    let limiter = limiter(1, None);
+    let inner = service_fn(|x: u32| std::future::ready(Ok::<_, Infallible>(x)));
+    let mut svc = ConcurrencyLimit::new(inner, limiter.clone());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let mut fut = Box::pin(svc.call(1));
+    assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+    assert_eq!(limiter.in_flight(), 0, "released on completion");
+    let _ = fut.as_mut().poll(&mut cx);
+}

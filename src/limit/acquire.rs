@@ -1,7 +1,7 @@
 //! [`Acquire`]: the future of [`Limiter::acquire`](super::Limiter::acquire).
 //!
-//! The uncontended path is one `try_acquire_owned` on the semaphore, an `Arc` clone and a
-//! counter: no clock read, no allocation. Only an acquisition that must wait reserves a
+//! The uncontended path is one `try_acquire` on the semaphore and an `Arc` clone (plus a
+//! counter in soft mode): no clock read, no allocation. Only an acquisition that must wait reserves a
 //! queue slot, reads the clock and (with a timeout) arms a tokio timer, all in place inside
 //! this future.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::limiter::Shared;
 use super::permit::LimitPermit;
 use super::rejected::{RejectReason, Rejected};
-use crate::AcquireOwned;
+use crate::Acquire as SemaphoreAcquire;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -42,11 +42,12 @@ enum Stage {
 /// as tokio's timers do; an acquisition that needs no wait never touches the timer.
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire {
+    /// The semaphore waiter while queued. Structurally pinned: never moved, only dropped in
+    /// place. It borrows the semaphore inside `shared`'s allocation, so it is declared
+    /// before `shared` (fields drop in order; `leave_queue` drops it even earlier).
+    wait: Option<SemaphoreAcquire<'static>>,
     shared: Arc<Shared>,
     stage: Stage,
-    /// The semaphore waiter while queued. Structurally pinned: never moved, only dropped in
-    /// place.
-    wait: Option<AcquireOwned>,
     /// When the acquisition started to wait (read only on the slow path).
     queued_at: Option<Instant>,
     /// The caller's deadline (`acquire_until`).
@@ -63,9 +64,9 @@ impl Acquire {
         #[cfg(not(feature = "timeout"))]
         let _ = deadline;
         Acquire {
+            wait: None,
             shared,
             stage: Stage::Start,
-            wait: None,
             queued_at: None,
             #[cfg(feature = "timeout")]
             deadline,
@@ -104,7 +105,15 @@ impl Acquire {
         {
             self.queued_at = Some(Instant::now());
         }
-        self.wait = Some(Arc::clone(self.shared.capacity.semaphore()).acquire_owned());
+        let wait = self.shared.capacity.semaphore().acquire();
+        // SAFETY: the waiter borrows the semaphore inside `self.shared`'s allocation, which
+        // that `Arc` keeps alive at a fixed address; `wait` is private, dropped before
+        // `shared` (field order, `leave_queue`), and the permits it yields go straight into
+        // a `LimitPermit` (which checks the semaphore and holds its own `Arc`) or back
+        // through the capacity, so the extended borrow never outlives the semaphore.
+        let wait =
+            unsafe { std::mem::transmute::<SemaphoreAcquire<'_>, SemaphoreAcquire<'static>>(wait) };
+        self.wait = Some(wait);
         self.stage = Stage::Queued;
         Ok(None)
     }

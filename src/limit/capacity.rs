@@ -20,10 +20,8 @@
 //! Concurrent calls to `set` commute: each applies the delta between the target it replaced
 //! and the one it installed.
 
-use std::sync::Arc;
-
 use crate::sync::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
-use crate::{OwnedPermit, Semaphore};
+use crate::{Permit, Semaphore};
 
 /// The virtual capacity behind a capacity of 0 (passthrough). Four of these plus
 /// [`MAX_CAPACITY`](super::MAX_CAPACITY) fit in the semaphore, so even several concurrent,
@@ -46,8 +44,10 @@ pub(crate) struct Capacity {
     target: AtomicUsize,
     /// Permits to absorb: returning permits are forgotten while this is positive.
     debt: AtomicUsize,
-    /// Enforces the capacity (hard mode). Soft limiters never touch it.
-    sem: Arc<Semaphore>,
+    /// Enforces the capacity (hard mode). Soft limiters never touch it. Held inline (not in
+    /// an `Arc` of its own): permits and waiters borrow it from the limiter's shared state,
+    /// which they keep alive, so a permit costs one reference count, not two.
+    sem: Semaphore,
     /// Soft limiters only store the target.
     enforced: bool,
 }
@@ -58,7 +58,7 @@ impl Capacity {
         Capacity {
             target: AtomicUsize::new(capacity),
             debt: AtomicUsize::new(0),
-            sem: Arc::new(Semaphore::new(permits)),
+            sem: Semaphore::new(permits),
             enforced,
         }
     }
@@ -67,7 +67,7 @@ impl Capacity {
         self.target.load(Relaxed)
     }
 
-    pub(crate) fn semaphore(&self) -> &Arc<Semaphore> {
+    pub(crate) fn semaphore(&self) -> &Semaphore {
         &self.sem
     }
 
@@ -126,7 +126,8 @@ impl Capacity {
     }
 
     /// Returns a permit: absorbed (forgotten) while there is debt, released otherwise.
-    pub(crate) fn give_back(&self, permit: OwnedPermit) {
+    #[inline]
+    pub(crate) fn give_back(&self, permit: Permit<'_>) {
         if take_up_to(&self.debt, 1) == 1 {
             permit.forget();
             return;
@@ -145,6 +146,8 @@ impl Capacity {
 }
 
 /// Decrements `counter` by up to `n` without going below zero; returns the amount taken.
+/// Inlined: on a release it is the debt pre-check, one load when there is no debt.
+#[inline]
 fn take_up_to(counter: &AtomicUsize, n: usize) -> usize {
     let mut current = counter.load(Relaxed);
     loop {

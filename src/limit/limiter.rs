@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::acquire::Acquire;
 use super::capacity::Capacity;
@@ -11,14 +11,16 @@ use super::observer::Observer;
 use super::permit::LimitPermit;
 use super::rejected::{RejectReason, Rejected};
 use crate::sync::{AtomicUsize, Ordering::AcqRel, Ordering::Acquire as Acq, Ordering::Relaxed};
-use crate::{OwnedPermit, TryAcquireError};
+use crate::{Permit, TryAcquireError};
 
 /// State shared by every handle, acquire future and permit of one limiter.
 pub(crate) struct Shared {
     /// The configuration as built; its `capacity` is the initial one (see `capacity`).
     pub(crate) config: LimiterConfig,
     pub(crate) capacity: Capacity,
-    /// Permits out: incremented when one is granted, decremented when it is dropped.
+    /// Soft mode's permits out: incremented when one is granted, decremented when it is
+    /// dropped. Hard mode leaves it at zero: the semaphore already counts its permits out
+    /// (see [`Shared::in_flight`]), and counting twice would double the atomics per request.
     pub(crate) in_flight: AtomicUsize,
     /// Queue slots reserved: taken by CAS before waiting, returned when the wait ends.
     pub(crate) waiting: AtomicUsize,
@@ -26,18 +28,52 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Counts a grant and wraps it in a fresh permit.
+    /// Permits out: soft mode's counter; in hard mode the semaphore's permits that are
+    /// neither free nor forgotten (held, or granted to a waiter that has not yet run).
+    /// The total is read first: it changes only when the capacity changes, so between
+    /// resizes the result is exact as of the read of the free permits.
+    pub(crate) fn in_flight(&self) -> usize {
+        if self.config.mode == Mode::Soft {
+            return self.in_flight.load(Acq);
+        }
+        let sem = self.capacity.semaphore();
+        let total = sem.total_permits();
+        total.saturating_sub(sem.available_permits())
+    }
+
+    /// Counts a grant (soft mode) and wraps it in a fresh permit.
+    #[inline]
     pub(crate) fn admit(
         self: &Arc<Self>,
-        permit: Option<OwnedPermit>,
+        permit: Option<Permit<'_>>,
         waited: Duration,
     ) -> LimitPermit {
-        self.in_flight.fetch_add(1, Relaxed);
-        if let Some(observer) = &self.observer {
-            observer.on_acquired(&self.config.name, waited);
-            self.report_counts(observer.as_ref());
+        if permit.is_none() {
+            self.in_flight.fetch_add(1, Relaxed);
         }
-        LimitPermit::new(Arc::clone(self), permit, waited)
+        // One check of the observer for both the event and the hold-time clock read.
+        let granted_at = match &self.observer {
+            None => None,
+            Some(observer) => self.observe_acquired(observer.as_ref(), waited),
+        };
+        LimitPermit::new(Arc::clone(self), permit, waited, granted_at)
+    }
+
+    // The observer calls live out of line: without an observer the admission and release
+    // paths are a never-taken, well-predicted branch on a field that never changes.
+    #[cold]
+    #[inline(never)]
+    fn observe_acquired(&self, observer: &dyn Observer, waited: Duration) -> Option<Instant> {
+        observer.on_acquired(&self.config.name, waited);
+        self.report_counts(observer);
+        Some(Instant::now())
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn observe_released(&self, observer: &dyn Observer, held: Duration) {
+        observer.on_released(&self.config.name, held);
+        self.report_counts(observer);
     }
 
     /// Reports a refusal and builds its error.
@@ -67,7 +103,7 @@ impl Shared {
     pub(crate) fn report_counts(&self, observer: &dyn Observer) {
         observer.on_counts(
             &self.config.name,
-            self.in_flight.load(Relaxed),
+            self.in_flight(),
             self.waiting.load(Relaxed),
             self.capacity.get(),
         );
@@ -106,7 +142,8 @@ impl Shared {
     }
 
     /// The non-waiting part of every acquisition: `Ok(Some)` admitted, `Ok(None)` must wait,
-    /// `Err` refused (closed; or queue full when `may_wait` is false).
+    /// `Err` refused (closed). No clock read, no allocation.
+    #[inline(always)]
     pub(crate) fn try_admit(self: &Arc<Self>) -> Result<Option<LimitPermit>, Rejected> {
         let sem = self.capacity.semaphore();
         if self.config.mode == Mode::Soft {
@@ -115,7 +152,7 @@ impl Shared {
             }
             return Ok(Some(self.admit(None, Duration::ZERO)));
         }
-        match Arc::clone(sem).try_acquire_owned() {
+        match sem.try_acquire() {
             Ok(permit) => Ok(Some(self.admit(Some(permit), Duration::ZERO))),
             Err(TryAcquireError::Closed) => Err(self.reject(RejectReason::Closed, Duration::ZERO)),
             // One permit never exceeds the semaphore's maximum; treat it as "must wait".
@@ -259,9 +296,20 @@ impl Limiter {
         }
     }
 
-    /// Permits out right now. Exact as a count of live [`LimitPermit`]s; under contention it
-    /// is one atomic read, so it may be stale by the grants and releases racing with it. It
-    /// can exceed [`capacity`](Self::capacity) after a shrink (work admitted before it).
+    /// The non-waiting part of an acquisition, for the tower layer's fast path: `Ok(Some)`
+    /// admitted, `Ok(None)` must wait (build an [`Acquire`]), `Err` refused (closed).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn try_admit(&self) -> Result<Option<LimitPermit>, Rejected> {
+        self.inner.try_admit()
+    }
+
+    /// Permits out right now. Between resizes it is exact as of one atomic read, so under
+    /// contention it may be stale by the grants and releases racing with it. In hard mode a
+    /// permit already granted to a queued waiter that has not run yet counts too, and while
+    /// a [`set_capacity`](Self::set_capacity) is under way a concurrent read can be off by
+    /// up to the size of the change (see the module docs: which counts are exact). It can
+    /// exceed [`capacity`](Self::capacity) after a shrink (work admitted before it).
     ///
     /// ```
     /// let limiter = fairgate::limit::Limiter::builder("db").capacity(2).build()?;
@@ -270,7 +318,7 @@ impl Limiter {
     /// # Ok::<(), fairgate::limit::ConfigError>(())
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.inner.in_flight.load(Acq)
+        self.inner.in_flight()
     }
 
     /// Acquisitions waiting right now (queue slots taken). Never exceeds `max_queue`; under

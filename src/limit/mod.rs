@@ -59,10 +59,18 @@
 //!
 //! # Counts: which are exact
 //! * [`Limiter::capacity`] is exact: the value last installed.
-//! * [`Limiter::in_flight`] counts live permits exactly; it is decremented just before a
-//!   permit is handed on and incremented just after a grant, so a concurrent reader may see
-//!   it one step behind, never above the permits actually out. After a shrink it may exceed
-//!   the capacity until the excess work finishes.
+//! * [`Limiter::in_flight`]: in soft mode a counter of live permits, incremented just after
+//!   a grant and decremented just before the release, so a concurrent reader may see it one
+//!   step behind. In hard mode (and in passthrough) it is not counted separately: it is the
+//!   semaphore's permits that are neither free nor forgotten (`total − available`, the total
+//!   read first), which keeps the admission path at the semaphore's own atomics. Between
+//!   resizes that is exact as of one atomic read (the free permits), with two differences
+//!   from counting live [`LimitPermit`]s: a permit already handed to a queued waiter whose
+//!   future has not run yet counts as in flight (and that waiter still counts as waiting),
+//!   and while a [`Limiter::set_capacity`] is under way a concurrent reader can see it off
+//!   by up to the size of the change (a switch to or from passthrough moves millions of
+//!   virtual permits), until the resize returns. After a shrink it may exceed the capacity
+//!   until the excess work finishes.
 //! * [`Limiter::waiting`] counts reserved queue slots. It never exceeds `max_queue` at any
 //!   instant. A waiter whose permit was just granted stays counted until its future is
 //!   polled, so under contention it can over-report briefly.
@@ -98,7 +106,8 @@
 //! `timeout` feature it pulls in no dependency. Queue timeouts and `acquire_until` use
 //! tokio's timer (feature `timeout`): an acquisition that has to wait with a timeout must
 //! be polled inside a tokio runtime with time enabled. The uncontended path reads no clock
-//! and allocates nothing.
+//! and allocates nothing: a hard-mode grant and its release are the semaphore's own atomics,
+//! one reference count on the limiter's state and one read-modify-write of the shrink debt.
 //!
 //! # Observability
 //! [`Limiter::in_flight`], [`Limiter::waiting`], [`Limiter::capacity`] and

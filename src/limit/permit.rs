@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::limiter::Shared;
 use crate::sync::Ordering::Release;
-use crate::OwnedPermit;
+use crate::Permit;
 
 /// One admitted unit of work. Released exactly once, when dropped: the slot goes straight to
 /// the oldest waiter (or is absorbed by a pending shrink). Each acquisition yields a fresh
@@ -29,18 +29,38 @@ use crate::OwnedPermit;
 #[must_use = "dropping a permit releases it at once"]
 #[clippy::has_significant_drop]
 pub struct LimitPermit {
+    /// The semaphore permit (hard mode); `None` for soft limiters, which only count. It
+    /// borrows the semaphore inside `shared`'s allocation (checked in `new`), so it is
+    /// declared before `shared`: fields drop in order, and `Drop` takes it out even earlier.
+    permit: Option<Permit<'static>>,
     shared: Arc<Shared>,
-    /// The semaphore permit (hard mode); `None` for soft limiters, which only count.
-    permit: Option<OwnedPermit>,
     waited: Duration,
     /// When the permit was granted; read only if an observer wants the hold time.
     granted_at: Option<Instant>,
 }
 
 impl LimitPermit {
-    /// Wraps an admission whose `in_flight` increment has already happened.
-    pub(crate) fn new(shared: Arc<Shared>, permit: Option<OwnedPermit>, waited: Duration) -> Self {
-        let granted_at = shared.observer.as_ref().map(|_| Instant::now());
+    /// Wraps an admission (already counted, in soft mode). `permit` must come from `shared`'s
+    /// own semaphore; that is checked, since the permit's borrow is extended to the lifetime
+    /// of the `Arc` held beside it.
+    #[inline]
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        permit: Option<Permit<'_>>,
+        waited: Duration,
+        granted_at: Option<Instant>,
+    ) -> Self {
+        // SAFETY: a `Permit` only borrows its semaphore. The assert proves it is the one
+        // inside `shared`'s allocation, which the `Arc` stored beside it keeps alive (at a
+        // fixed address) for as long as the permit exists: the permit is dropped first (see
+        // the field order and `Drop`), and it is private, so it never outlives the `Arc`.
+        let permit = permit.map(|p| {
+            assert!(
+                std::ptr::eq(p.semaphore(), shared.capacity.semaphore()),
+                "fairgate: a permit of another semaphore"
+            );
+            unsafe { std::mem::transmute::<Permit<'_>, Permit<'static>>(p) }
+        });
         LimitPermit {
             shared,
             permit,
@@ -73,16 +93,19 @@ impl LimitPermit {
 }
 
 impl Drop for LimitPermit {
+    #[inline]
     fn drop(&mut self) {
-        // Uncounted before the slot is handed on, so `in_flight` never over-reports.
-        self.shared.in_flight.fetch_sub(1, Release);
-        if let Some(permit) = self.permit.take() {
-            self.shared.capacity.give_back(permit);
+        match self.permit.take() {
+            // Hard mode: the semaphore's own count is `in_flight`.
+            Some(permit) => self.shared.capacity.give_back(permit),
+            // Soft mode only counts.
+            None => {
+                self.shared.in_flight.fetch_sub(1, Release);
+            }
         }
         if let Some(observer) = &self.shared.observer {
             let held = self.granted_at.map(|t| t.elapsed()).unwrap_or_default();
-            observer.on_released(&self.shared.config.name, held);
-            self.shared.report_counts(observer.as_ref());
+            self.shared.observe_released(observer.as_ref(), held);
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::limit::{Acquire, LimitPermit, Limiter, Rejected};
 use crate::tower::BoxError;
 
 /// A heap slot for an acquire future, reused across calls of one service (`Pin::set`), so
-/// that the admission step allocates only when a request really has to wait.
+/// that a service allocates at most once for the requests that have to wait (those admitted
+/// at once never build an acquire future).
 pub(crate) type AcquireSlot = Option<Pin<Box<Acquire>>>;
 
 /// The admission step of `call`: tries `limiter` at once and, if the request must wait,
@@ -39,6 +40,13 @@ pub(crate) fn admit<S, Req>(
 where
     S: Service<Req> + Clone,
 {
+    // The common case first, without an acquire future: a free permit admits at once and
+    // the readied service is called in place (no clone, no allocation, no clock read).
+    match limiter.try_admit() {
+        Ok(Some(permit)) => return ResponseFuture::running(inner.call(request), permit),
+        Err(rejected) => return ResponseFuture::refused(rejected),
+        Ok(None) => {}
+    }
     let mut acquire = match slot.take() {
         Some(mut reused) => {
             reused.as_mut().set(limiter.acquire());
@@ -104,7 +112,10 @@ pin_project! {
             service: S,
             request: Req,
         },
-        // The inner call runs; `permit` is taken (released) the moment it completes.
+        // The inner call runs; `permit` is taken (released) the moment it completes. The
+        // state stays `Running` after that (a `None` permit marks it finished): the finished
+        // inner future is dropped with this future, which spares the fast path a state
+        // change.
         Running {
             #[pin]
             future: F,
@@ -171,11 +182,13 @@ where
                     });
                 }
                 StateProj::Running { future, permit } => {
+                    if permit.is_none() {
+                        panic!("ResponseFuture polled after completion");
+                    }
                     let output = ready!(future.poll(cx));
                     // Release before handing the output over: the slot is free even if the
                     // caller keeps this (finished) future around.
                     drop(permit.take());
-                    state.set(State::Done);
                     return Poll::Ready(output.map_err(Into::into));
                 }
                 StateProj::Refused { .. } => {
@@ -199,6 +212,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Acquiring { .. } => "acquiring",
+            State::Running { permit: None, .. } => "done",
             State::Running { .. } => "running",
             State::Refused { .. } => "refused",
             State::Done => "done",
