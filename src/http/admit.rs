@@ -67,6 +67,35 @@ pin_project! {
 }
 
 impl Admission {
+    /// The local path of a caller that built the acquire future itself (the tonic layers'
+    /// deadline-aware `acquire_until`): no keyed lease, no allocation.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn local(acquire: Acquire) -> Self {
+        Admission {
+            state: AdmissionState::Acquire {
+                acquire,
+                lease: None,
+            },
+        }
+    }
+
+    /// A fleet acquisition built by the caller (the tonic layers bound the fleet's acquire
+    /// by the caller's deadline). `acquire` must be cancel-safe, as `FleetLimiter::acquire`
+    /// is: dropping the admission drops it.
+    #[cfg(all(feature = "redis", feature = "tonic"))]
+    pub(crate) fn fleet(
+        acquire: impl core::future::Future<
+                Output = Result<crate::fleet::FleetPermit, crate::fleet::FleetRejected>,
+            > + Send
+            + 'static,
+    ) -> Self {
+        Admission {
+            state: AdmissionState::Fleet {
+                acquire: FleetAcquire(std::boxed::Box::pin(acquire)),
+            },
+        }
+    }
+
     pub(crate) fn refused(rejected: Rejected) -> Self {
         Admission {
             state: AdmissionState::Refused {

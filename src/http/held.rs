@@ -26,6 +26,27 @@ pub(crate) enum HeldPermit {
     Fleet(Box<FleetPermit>),
 }
 
+#[cfg(feature = "tonic")]
+impl HeldPermit {
+    /// How long the request waited for this permit.
+    pub(crate) fn waited(&self) -> core::time::Duration {
+        match self {
+            HeldPermit::Local(permit) => permit.waited(),
+            #[cfg(feature = "redis")]
+            HeldPermit::Fleet(permit) => permit.waited(),
+        }
+    }
+
+    /// The name of the (local) limiter that granted it.
+    pub(crate) fn limiter_name(&self) -> &str {
+        match self {
+            HeldPermit::Local(permit) => permit.limiter_name(),
+            #[cfg(feature = "redis")]
+            HeldPermit::Fleet(permit) => permit.limiter_name(),
+        }
+    }
+}
+
 impl From<LimitPermit> for HeldPermit {
     fn from(permit: LimitPermit) -> Self {
         HeldPermit::Local(permit)

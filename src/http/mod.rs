@@ -81,6 +81,8 @@ pub mod server;
 pub use admit::{Admission, Admit, Keyed};
 pub use body::LimitedBody;
 pub use client::{ClientLimit, ClientLimitLayer};
+#[cfg(feature = "tonic")]
+pub(crate) use held::HeldPermit;
 pub use response::RejectionResponse;
 pub use server::{ServerLimit, ServerLimitLayer};
 

@@ -14,9 +14,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::grpc_timeout;
+use super::source::Source;
 use super::Settings;
-use crate::http::{LimitedBody, Release};
-use crate::limit::{Acquire, LimitPermit, Limiter, RejectReason, Rejected};
+use crate::http::{Admission, HeldPermit, LimitedBody, Release};
+use crate::limit::{RejectReason, Rejected};
 
 /// The inner service's result with the body wrapped, or the limiter's refusal (rendered as
 /// a status response by the server layer, a status error by the client's).
@@ -52,7 +53,7 @@ pin_project! {
         // sent (client) or handled (server) before a permit is held.
         Acquiring {
             #[pin]
-            acquire: Acquire,
+            admission: Admission,
             deadline: Option<Instant>,
             service: S,
             request: Req,
@@ -62,7 +63,7 @@ pin_project! {
         Running {
             #[pin]
             future: F,
-            permit: Option<LimitPermit>,
+            permit: Option<HeldPermit>,
         },
         Done,
     }
@@ -73,7 +74,7 @@ where
     S: Service<Request<B>>,
 {
     pub(crate) fn new(
-        limiter: &Limiter,
+        source: &Source,
         settings: Settings,
         on_admit: OnAdmit,
         service: S,
@@ -84,13 +85,9 @@ where
         } else {
             None
         };
-        let acquire = match deadline {
-            Some(deadline) => limiter.acquire_until(deadline),
-            None => limiter.acquire(),
-        };
         Admitting {
             state: State::Acquiring {
-                acquire,
+                admission: source.admission(deadline),
                 deadline,
                 service,
                 request,
@@ -113,8 +110,8 @@ where
         let mut state = this.state;
         loop {
             match state.as_mut().project() {
-                StateProj::Acquiring { acquire, .. } => {
-                    let acquired = ready!(acquire.poll(cx));
+                StateProj::Acquiring { admission, .. } => {
+                    let acquired = ready!(admission.poll_admit(cx));
                     let StateProjReplace::Acquiring {
                         deadline,
                         mut service,
@@ -140,7 +137,7 @@ where
                     state.set(State::Done);
                     let output = output.map(|response| {
                         response.map(|body| match (permit, *this.release) {
-                            (Some(permit), Release::BodyEnd) => LimitedBody::new(body, permit),
+                            (Some(permit), Release::BodyEnd) => LimitedBody::holding(body, permit),
                             // Release::ResponseFuture: dropped here, with the head.
                             _ => LimitedBody::unheld(body),
                         })
@@ -159,7 +156,7 @@ where
 fn rewrite_timeout<B>(
     request: &mut Request<B>,
     deadline: Option<Instant>,
-    permit: &LimitPermit,
+    permit: &HeldPermit,
 ) -> Result<(), Rejected> {
     let Some(deadline) = deadline else {
         return Ok(());

@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::admitting::{Admitting, OnAdmit};
+use super::source::Source;
 use super::{rejection_status, QueueTimeoutCode, Settings};
 use crate::http::{LimitedBody, Release};
 use crate::limit::Limiter;
@@ -58,7 +59,7 @@ use crate::tower::BoxError;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientLimitLayer {
-    limiter: Limiter,
+    source: Source,
     settings: Settings,
 }
 
@@ -73,7 +74,29 @@ impl ClientLimitLayer {
     /// ```
     pub fn new(limiter: Limiter) -> Self {
         ClientLimitLayer {
-            limiter,
+            source: Source::Local(limiter),
+            settings: Settings::default(),
+        }
+    }
+
+    /// A layer taking fleet-wide permits from `limiter` (feature `redis`): each call waits
+    /// in the local fair queue, then for a Redis lease, and holds both — the local permit
+    /// **and** the lease — until the end of the response stream (or its drop), exactly as
+    /// [`new`](Self::new) holds a local permit. The caller's `grpc-timeout` bounds the whole
+    /// wait (`DEADLINE_EXCEEDED`); Redis unreachable under
+    /// [`FailMode::Closed`](crate::fleet::FailMode::Closed) is `UNAVAILABLE` (reason
+    /// `unavailable`). [`limiter`](Self::limiter) is the fleet limiter's local limiter.
+    ///
+    /// ```no_run
+    /// # async fn run(fleet: fairgate::fleet::FleetLimiter) {
+    /// let layer = fairgate::tonic::ClientLimitLayer::fleet(fleet.clone());
+    /// assert!(layer.limiter().same_limiter(fleet.local()));
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn fleet(limiter: crate::fleet::FleetLimiter) -> Self {
+        ClientLimitLayer {
+            source: Source::Fleet(limiter),
             settings: Settings::default(),
         }
     }
@@ -128,7 +151,7 @@ impl ClientLimitLayer {
     /// assert!(layer.limiter().same_limiter(&limiter));
     /// ```
     pub fn limiter(&self) -> &Limiter {
-        &self.limiter
+        self.source.limiter()
     }
 }
 
@@ -138,7 +161,7 @@ impl<S> Layer<S> for ClientLimitLayer {
     fn layer(&self, inner: S) -> ClientLimit<S> {
         ClientLimit {
             inner,
-            limiter: self.limiter.clone(),
+            source: self.source.clone(),
             settings: self.settings,
         }
     }
@@ -155,7 +178,7 @@ impl<S> Layer<S> for ClientLimitLayer {
 #[derive(Clone, Debug)]
 pub struct ClientLimit<S> {
     inner: S,
-    limiter: Limiter,
+    source: Source,
     settings: Settings,
 }
 
@@ -169,7 +192,7 @@ impl<S> ClientLimit<S> {
     /// assert_eq!(svc.limiter().name(), "rpc");
     /// ```
     pub fn limiter(&self) -> &Limiter {
-        &self.limiter
+        self.source.limiter()
     }
 
     /// The inner service.
@@ -217,7 +240,7 @@ where
         let readied = mem::replace(&mut self.inner, fresh);
         ClientResponseFuture {
             admitting: Admitting::new(
-                &self.limiter,
+                &self.source,
                 self.settings,
                 OnAdmit::RewriteTimeout,
                 readied,

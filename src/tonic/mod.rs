@@ -11,6 +11,12 @@
 //! layer) to cap several channels or services together; its `in_flight()`, `waiting()` and
 //! `capacity()` are the observable state, and a capacity of 0 is a passthrough.
 //!
+//! With feature `redis`, `ClientLimitLayer::fleet` / `ServerLimitLayer::fleet` take
+//! fleet-wide permits from a [`FleetLimiter`](crate::fleet::FleetLimiter) instead (the
+//! local fair queue, then a Redis lease): the response stream holds the whole fleet permit
+//! — local permit **and** lease — to its end, so a streaming RPC counts against the fleet
+//! cap while it streams; the `grpc-timeout` bounds the wait for both.
+//!
 //! # Why the response stream
 //! tonic returns the response head as soon as a handler returns its stream, so tower's
 //! `ConcurrencyLimit`, tonic's `concurrency_limit_per_connection` and
@@ -83,6 +89,7 @@ mod admitting;
 mod client;
 mod grpc_timeout;
 mod server;
+mod source;
 mod status;
 
 pub use crate::http::{LimitedBody, Release};

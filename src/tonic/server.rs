@@ -14,6 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::admitting::{Admitting, OnAdmit};
+use super::source::Source;
 use super::{rejection_status, QueueTimeoutCode, Settings};
 use crate::http::{LimitedBody, Release};
 use crate::limit::Limiter;
@@ -54,7 +55,7 @@ use crate::limit::Limiter;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ServerLimitLayer {
-    limiter: Limiter,
+    source: Source,
     settings: Settings,
 }
 
@@ -69,7 +70,29 @@ impl ServerLimitLayer {
     /// ```
     pub fn new(limiter: Limiter) -> Self {
         ServerLimitLayer {
-            limiter,
+            source: Source::Local(limiter),
+            settings: Settings::default(),
+        }
+    }
+
+    /// A layer taking fleet-wide permits from `limiter` (feature `redis`): each call waits
+    /// in the local fair queue, then for a Redis lease, and holds both — the local permit
+    /// **and** the lease — until the end of the response stream (or its drop), exactly as
+    /// [`new`](Self::new) holds a local permit. The caller's `grpc-timeout` bounds the whole
+    /// wait (`DEADLINE_EXCEEDED`); Redis unreachable under
+    /// [`FailMode::Closed`](crate::fleet::FailMode::Closed) is `UNAVAILABLE` (reason
+    /// `unavailable`). [`limiter`](Self::limiter) is the fleet limiter's local limiter.
+    ///
+    /// ```no_run
+    /// # async fn run(fleet: fairgate::fleet::FleetLimiter) {
+    /// let layer = fairgate::tonic::ServerLimitLayer::fleet(fleet.clone());
+    /// assert!(layer.limiter().same_limiter(fleet.local()));
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn fleet(limiter: crate::fleet::FleetLimiter) -> Self {
+        ServerLimitLayer {
+            source: Source::Fleet(limiter),
             settings: Settings::default(),
         }
     }
@@ -125,7 +148,7 @@ impl ServerLimitLayer {
     /// assert!(layer.limiter().same_limiter(&limiter));
     /// ```
     pub fn limiter(&self) -> &Limiter {
-        &self.limiter
+        self.source.limiter()
     }
 }
 
@@ -135,7 +158,7 @@ impl<S> Layer<S> for ServerLimitLayer {
     fn layer(&self, inner: S) -> ServerLimit<S> {
         ServerLimit {
             inner,
-            limiter: self.limiter.clone(),
+            source: self.source.clone(),
             settings: self.settings,
         }
     }
@@ -153,7 +176,7 @@ impl<S> Layer<S> for ServerLimitLayer {
 #[derive(Clone, Debug)]
 pub struct ServerLimit<S> {
     inner: S,
-    limiter: Limiter,
+    source: Source,
     settings: Settings,
 }
 
@@ -167,7 +190,7 @@ impl<S> ServerLimit<S> {
     /// assert_eq!(svc.limiter().name(), "srv");
     /// ```
     pub fn limiter(&self) -> &Limiter {
-        &self.limiter
+        self.source.limiter()
     }
 
     /// The inner service.
@@ -217,13 +240,7 @@ where
         let fresh = self.inner.clone();
         let readied = mem::replace(&mut self.inner, fresh);
         ServerResponseFuture {
-            admitting: Admitting::new(
-                &self.limiter,
-                self.settings,
-                OnAdmit::Keep,
-                readied,
-                request,
-            ),
+            admitting: Admitting::new(&self.source, self.settings, OnAdmit::Keep, readied, request),
             queue_timeout: self.settings.queue_timeout,
         }
     }

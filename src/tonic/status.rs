@@ -9,7 +9,8 @@ use tonic::{Code, Status};
 use crate::limit::{RejectReason, Rejected};
 
 /// The metadata key (a response header or trailer on the wire) naming why a call was
-/// refused: `queue_full`, `queue_timeout`, `deadline_exceeded`, `closed` or `too_many_keys`
+/// refused: `queue_full`, `queue_timeout`, `deadline_exceeded`, `closed`, `unavailable` or
+/// `too_many_keys`
 /// ([`RejectReason::as_str`]).
 ///
 /// ```
@@ -58,7 +59,7 @@ impl QueueTimeoutCode {
 /// | `QueueFull`, `TooManyKeys` | `RESOURCE_EXHAUSTED` |
 /// | `QueueTimeout` | `queue_timeout` ([`QueueTimeoutCode`], `RESOURCE_EXHAUSTED` by default) |
 /// | `DeadlineExceeded` (the caller's `grpc-timeout` ran out while queued) | `DEADLINE_EXCEEDED` |
-/// | `Closed` | `UNAVAILABLE` |
+/// | `Closed`, `Unavailable` (a fleet limiter's Redis unreachable, fail closed) | `UNAVAILABLE` |
 ///
 /// The message is the [`Rejected`]'s `Display`, the metadata carries
 /// [`REJECT_REASON_KEY`], and the `Rejected` is the status' error
@@ -107,6 +108,7 @@ mod tests {
             (RejectReason::QueueTimeout, Code::ResourceExhausted),
             (RejectReason::DeadlineExceeded, Code::DeadlineExceeded),
             (RejectReason::Closed, Code::Unavailable),
+            (RejectReason::Unavailable, Code::Unavailable),
             (RejectReason::TooManyKeys, Code::ResourceExhausted),
         ];
         for (reason, code) in cases {
