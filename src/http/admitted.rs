@@ -2,6 +2,7 @@
 //! the inner service, and hand the permit to the response body (or drop it with the future).
 
 use core::future::Future;
+use core::mem;
 use core::pin::Pin;
 use core::task::{ready, Context, Poll};
 
@@ -10,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::admit::Admission;
+use super::admit::{Admission, Admit};
 use super::body::LimitedBody;
 use super::held::HeldPermit;
 use super::Release;
@@ -58,16 +59,26 @@ impl<S, ReqB> Admitted<S, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
-    pub(crate) fn new(
-        admission: Admission,
-        service: S,
+    /// The `call` of both layers: starts `request`'s admission (it never waits here) and
+    /// moves the readied `service` into the future, leaving a fresh clone behind (tower's
+    /// contract: the service that was polled ready is the one that gets called).
+    pub(crate) fn start<A>(
+        admit: &A,
+        service: &mut S,
         request: Request<ReqB>,
         release: Release,
-    ) -> Self {
+    ) -> Self
+    where
+        S: Clone,
+        A: Admit<Request<ReqB>>,
+    {
+        let admission = admit.admit(&request);
+        let fresh = service.clone();
+        let readied = mem::replace(service, fresh);
         Admitted {
             state: State::Acquiring {
                 admission,
-                service,
+                service: readied,
                 request,
             },
             release,

@@ -17,7 +17,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
-use crate::limit::{LimitPermit, Limiter, RejectReason};
+use crate::limit::{Limiter, RejectReason};
 use crate::tower::BoxError;
 
 /// Serves `service` on `listener` (HTTP/1 and HTTP/2) until an accept error that is not
@@ -249,20 +249,17 @@ impl Server {
     {
         loop {
             // The permit comes first: with every slot taken, the server does not accept.
-            let permit = match &self.connections {
-                None => None,
+            let (stream, permit) = match &self.connections {
+                None => (self.accept().await?, None),
                 Some(limiter) => match limiter.acquire().await {
-                    Ok(permit) => Some(permit),
+                    Ok(permit) => (self.accept().await?, Some(permit)),
                     Err(rejected) if rejected.reason() == RejectReason::Closed => return Ok(()),
                     // The limiter sheds instead of waiting: one connection is accepted and,
                     // unless a slot freed meanwhile, closed.
                     Err(_) => match self.accept().await? {
                         None => continue,
                         Some(stream) => match limiter.try_acquire() {
-                            Ok(permit) => {
-                                self.spawn(stream, service.clone(), Some(permit));
-                                continue;
-                            }
+                            Ok(permit) => (Some(stream), Some(permit)),
                             Err(_) => {
                                 drop(stream);
                                 continue;
@@ -271,9 +268,18 @@ impl Server {
                     },
                 },
             };
-            if let Some(stream) = self.accept().await? {
-                self.spawn(stream, service.clone(), permit);
-            }
+            let Some(stream) = stream else { continue };
+            let builder = self.builder.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                // Held by the task: released when the connection ends, however it ends.
+                let _permit = permit;
+                let service = TowerToHyperService::new(service);
+                // A connection error concerns that client only (reset, protocol error).
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
         }
     }
 
@@ -284,27 +290,6 @@ impl Server {
             Err(error) if is_transient(&error) => Ok(None),
             Err(error) => Err(error),
         }
-    }
-
-    fn spawn<S, B>(&self, stream: TcpStream, service: S, permit: Option<LimitPermit>)
-    where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        let builder = self.builder.clone();
-        tokio::spawn(async move {
-            // Held by the task: released when the connection ends, however it ends.
-            let _permit = permit;
-            let service = TowerToHyperService::new(service);
-            // A connection error concerns that client only (reset, protocol error).
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

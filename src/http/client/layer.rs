@@ -55,10 +55,7 @@ impl ClientLimitLayer<Limiter> {
     /// assert_eq!(layer.limiter().capacity(), 2);
     /// ```
     pub fn new(limiter: Limiter) -> Self {
-        ClientLimitLayer {
-            admit: limiter,
-            release: Release::default(),
-        }
+        ClientLimitLayer::with_admission(limiter)
     }
 
     /// The limiter shared by every service this layer wraps.
@@ -89,10 +86,7 @@ impl ClientLimitLayer<crate::fleet::FleetLimiter> {
     /// # }
     /// ```
     pub fn fleet(limiter: crate::fleet::FleetLimiter) -> Self {
-        ClientLimitLayer {
-            admit: limiter,
-            release: Release::default(),
-        }
+        ClientLimitLayer::with_admission(limiter)
     }
 }
 
@@ -118,14 +112,19 @@ where
     where
         F: Fn(&http::Request<B>) -> K,
     {
-        ClientLimitLayer {
-            admit: Keyed::new(manager, key_fn),
-            release: Release::default(),
-        }
+        ClientLimitLayer::with_admission(Keyed::new(manager, key_fn))
     }
 }
 
 impl<A> ClientLimitLayer<A> {
+    /// The one constructor behind `new`, `fleet` and `keyed`: the default release mode.
+    fn with_admission(admit: A) -> Self {
+        ClientLimitLayer {
+            admit,
+            release: Release::default(),
+        }
+    }
+
     /// When the permit is released: at the end of the response body (the default) or when
     /// the response future completes.
     ///

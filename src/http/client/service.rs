@@ -1,6 +1,5 @@
 //! [`ClientLimit`]: admits each outgoing HTTP request before it is sent.
 
-use core::mem;
 use core::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -97,9 +96,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let admission = self.admit.admit(&request);
-        let fresh = self.inner.clone();
-        let readied = mem::replace(&mut self.inner, fresh);
-        ResponseFuture::new(Admitted::new(admission, readied, request, self.release))
+        ResponseFuture::new(Admitted::start(
+            &self.admit,
+            &mut self.inner,
+            request,
+            self.release,
+        ))
     }
 }

@@ -47,21 +47,11 @@ use crate::limit::{Limiter, LimiterManager};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ServerLimitLayer<A = Limiter> {
     admit: A,
     release: Release,
     rejection: RejectionResponse,
-}
-
-impl<A: Clone> Clone for ServerLimitLayer<A> {
-    fn clone(&self) -> Self {
-        ServerLimitLayer {
-            admit: self.admit.clone(),
-            release: self.release,
-            rejection: self.rejection.clone(),
-        }
-    }
 }
 
 impl ServerLimitLayer<Limiter> {
@@ -74,11 +64,7 @@ impl ServerLimitLayer<Limiter> {
     /// assert_eq!(layer.limiter().capacity(), 8);
     /// ```
     pub fn new(limiter: Limiter) -> Self {
-        ServerLimitLayer {
-            admit: limiter,
-            release: Release::default(),
-            rejection: RejectionResponse::default(),
-        }
+        ServerLimitLayer::with_admission(limiter)
     }
 
     /// The limiter shared by every service this layer wraps.
@@ -109,11 +95,7 @@ impl ServerLimitLayer<crate::fleet::FleetLimiter> {
     /// # }
     /// ```
     pub fn fleet(limiter: crate::fleet::FleetLimiter) -> Self {
-        ServerLimitLayer {
-            admit: limiter,
-            release: Release::default(),
-            rejection: RejectionResponse::default(),
-        }
+        ServerLimitLayer::with_admission(limiter)
     }
 }
 
@@ -140,15 +122,21 @@ where
     where
         F: Fn(&http::Request<B>) -> K,
     {
-        ServerLimitLayer {
-            admit: Keyed::new(manager, key_fn),
-            release: Release::default(),
-            rejection: RejectionResponse::default(),
-        }
+        ServerLimitLayer::with_admission(Keyed::new(manager, key_fn))
     }
 }
 
 impl<A> ServerLimitLayer<A> {
+    /// The one constructor behind `new`, `fleet` and `keyed`: the default release mode and
+    /// rejection responses.
+    fn with_admission(admit: A) -> Self {
+        ServerLimitLayer {
+            admit,
+            release: Release::default(),
+            rejection: RejectionResponse::default(),
+        }
+    }
+
     /// When the permit is released: at the end of the response body
     /// ([`Release::BodyEnd`], the default) or when the response future completes
     /// ([`Release::ResponseFuture`], tower's behaviour: limits handler execution only).

@@ -1,6 +1,5 @@
 //! [`ServerLimit`]: admits each HTTP request before its handler runs.
 
-use core::mem;
 use core::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -28,23 +27,12 @@ use crate::http::{Admit, LimitedBody, RejectionResponse, Release};
 /// * A refusal (`queue_full`, `queue_timeout`, `closed`, ...) is `Ok(response)` rendered by
 ///   the [`RejectionResponse`]; the handler is not called. Errors of the inner service pass
 ///   through unchanged.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ServerLimit<S, A> {
     inner: S,
     admit: A,
     release: Release,
     rejection: RejectionResponse,
-}
-
-impl<S: Clone, A: Clone> Clone for ServerLimit<S, A> {
-    fn clone(&self) -> Self {
-        ServerLimit {
-            inner: self.inner.clone(),
-            admit: self.admit.clone(),
-            release: self.release,
-            rejection: self.rejection.clone(),
-        }
-    }
 }
 
 impl<S, A> ServerLimit<S, A> {
@@ -112,11 +100,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let admission = self.admit.admit(&request);
-        let fresh = self.inner.clone();
-        let readied = mem::replace(&mut self.inner, fresh);
         ResponseFuture::new(
-            Admitted::new(admission, readied, request, self.release),
+            Admitted::start(&self.admit, &mut self.inner, request, self.release),
             self.rejection.clone(),
         )
     }
