@@ -429,6 +429,32 @@ fn acquire_needs_no_runtime_without_a_timeout() {
     assert_eq!((limiter.in_flight(), limiter.waiting()), (0, 0));
 }
 
+/// The timer of a wait with a timeout panics outside a tokio runtime (documented). The
+/// panic must not leak the queue slot reserved just before: a caught panic (a tokio task,
+/// `catch_unwind`) would otherwise shrink the queue bound for good.
+#[test]
+fn a_timer_panic_outside_a_runtime_returns_the_queue_slot() {
+    let limiter = Limiter::builder("no-rt")
+        .capacity(1)
+        .max_queue(Some(1))
+        .queue_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let held = limiter.try_acquire().unwrap();
+    for _ in 0..2 {
+        let mut fut = Box::pin(limiter.acquire());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fut.as_mut().poll(&mut cx).is_pending()
+        }));
+        assert!(poll.is_err(), "the timer needs a runtime");
+        drop(fut);
+        assert_eq!(limiter.waiting(), 0, "queue slot leaked by the panic");
+    }
+    drop(held);
+    assert_eq!(limiter.in_flight(), 0);
+}
+
 #[test]
 fn handles_futures_permits_and_errors_are_thread_safe() {
     fn send_static<T: Send + 'static>() {}

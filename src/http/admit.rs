@@ -175,11 +175,13 @@ impl FleetAcquire {
     }
 }
 
-// SAFETY: `FleetAcquire` is only ever used through `&mut` (`poll`); no method gives shared
-// (`&self`) access to the boxed future, so sharing a `&FleetAcquire` between threads can
-// reach nothing (the `sync_wrapper` argument). This keeps `Admission` (and the layers'
-// response futures) `Sync` as they are without feature `redis`, although the fleet acquire
-// future itself is only `Send`.
+// SAFETY: `Sync` only grants `&FleetAcquire` to several threads, and a shared reference
+// reaches nothing: the boxed future sits in a field private to this module, used only by
+// `poll(&mut self)` and by drop (also `&mut`); there is no `&self` method, no `Debug` or
+// `Clone` impl, and `Admission`'s `Debug` prints a constant for this variant (the
+// `sync_wrapper` argument). Moving it between threads needs only `Send`, which the boxed
+// future is. This keeps `Admission` (and the layers' response futures) `Sync` as they are
+// without feature `redis`.
 #[cfg(feature = "redis")]
 unsafe impl Sync for FleetAcquire {}
 

@@ -98,19 +98,33 @@ impl Acquire {
         }
         #[cfg(feature = "timeout")]
         {
+            // Creating the timer panics outside a tokio runtime, while `stage` is still
+            // `Start` (so `Drop` returns nothing): the guard gives the slot back on unwind.
+            let slot = ReservedSlot(&self.shared);
+            let timer = self.timer_from(now);
+            std::mem::forget(slot);
             self.queued_at = Some(now);
-            self.timer = self.timer_from(now);
+            self.timer = timer;
         }
         #[cfg(not(feature = "timeout"))]
         {
             self.queued_at = Some(Instant::now());
         }
         let wait = self.shared.capacity.semaphore().acquire();
-        // SAFETY: the waiter borrows the semaphore inside `self.shared`'s allocation, which
-        // that `Arc` keeps alive at a fixed address; `wait` is private, dropped before
-        // `shared` (field order, `leave_queue`), and the permits it yields go straight into
-        // a `LimitPermit` (which checks the semaphore and holds its own `Arc`) or back
-        // through the capacity, so the extended borrow never outlives the semaphore.
+        // SAFETY: the waiter borrows the semaphore inside `self.shared`'s allocation, and the
+        // extended borrow ends before that allocation can be freed, on every path:
+        // - the `Arc` keeps the allocation alive at a fixed address; `shared` is never
+        //   reassigned, and nothing reaches a `Shared` mutably (no `Arc::get_mut`,
+        //   `make_mut` or `try_unwrap` in the crate), so the semaphore is never moved;
+        // - `wait` is dropped before `shared`: `leave_queue` drops it first (from `poll` and
+        //   from `Drop`), and should a drop unwind, fields drop in declaration order, `wait`
+        //   first. A waiter exists only once `poll` ran, i.e. once the `!Unpin` `Acquire`
+        //   is pinned, so its memory is not reused without that drop; leaking the `Acquire`
+        //   leaks the `Arc` too, which keeps the semaphore alive for good;
+        // - `wait` is private: no method, `Debug` or `Clone` hands it (or a reference) out,
+        //   and the `Permit<'static>` it yields goes at once into `Shared::admit` (a
+        //   `LimitPermit`, which checks the semaphore and holds its own `Arc`) or
+        //   `Capacity::give_back`, while `self.shared` is alive.
         let wait =
             unsafe { std::mem::transmute::<SemaphoreAcquire<'_>, SemaphoreAcquire<'static>>(wait) };
         self.wait = Some(wait);
@@ -150,13 +164,28 @@ impl Acquire {
     }
 }
 
+/// A queue slot reserved by `start` but not yet owned by a queued `Acquire`: returned if an
+/// unwind drops the guard, defused with `mem::forget` once the `Acquire` owns it.
+#[cfg(feature = "timeout")]
+struct ReservedSlot<'a>(&'a Shared);
+
+#[cfg(feature = "timeout")]
+impl Drop for ReservedSlot<'_> {
+    fn drop(&mut self) {
+        self.0.release_queue_slot();
+    }
+}
+
 impl Future for Acquire {
     type Output = Result<LimitPermit, Rejected>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `wait` and `timer` are the only pinned fields; they are never moved out of
-        // `this` (only polled through `Pin::new_unchecked` below and dropped in place by
-        // assigning `None`), and `Acquire` is `!Unpin`, so they stay where they were pinned.
+        // SAFETY: `wait` and `timer` are the only structurally pinned fields (every other
+        // field is plain data, never pinned), and nothing moves them: they are filled only
+        // while `None` (`start`), polled only through `Pin::new_unchecked` and dropped in
+        // place by assigning `None` (`leave_queue`, also from `Drop`, which likewise never
+        // moves them). `Acquire` is `!Unpin` (`PhantomPinned`, no `Unpin` impl), so
+        // `this` is never used to move the `Acquire` itself either.
         let this = unsafe { self.get_unchecked_mut() };
         match this.stage {
             Stage::Done => panic!("fairgate: `Acquire` polled after completion"),
@@ -211,7 +240,8 @@ impl Acquire {
     fn abandon(&mut self) {
         if let Some(wait) = self.wait.as_mut() {
             // SAFETY: `wait` lives inside the `Acquire`, which is pinned whenever it holds a
-            // waiter (the waiter is created only in `poll`), and it is never moved.
+            // waiter (the waiter is created only in `poll`); this runs from `poll` or `Drop`,
+            // and neither moves `wait` (see `poll`), so it is still where it was pinned.
             let wait = unsafe { Pin::new_unchecked(wait) };
             if let Poll::Ready(Ok(permit)) = wait.poll(&mut Context::from_waker(Waker::noop())) {
                 self.shared.capacity.give_back(permit);

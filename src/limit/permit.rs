@@ -50,15 +50,19 @@ impl LimitPermit {
         waited: Duration,
         granted_at: Option<Instant>,
     ) -> Self {
-        // SAFETY: a `Permit` only borrows its semaphore. The assert proves it is the one
-        // inside `shared`'s allocation, which the `Arc` stored beside it keeps alive (at a
-        // fixed address) for as long as the permit exists: the permit is dropped first (see
-        // the field order and `Drop`), and it is private, so it never outlives the `Arc`.
         let permit = permit.map(|p| {
             assert!(
                 std::ptr::eq(p.semaphore(), shared.capacity.semaphore()),
                 "fairgate: a permit of another semaphore"
             );
+            // SAFETY: a `Permit` only borrows its semaphore, and the assert proves it is the
+            // one inside `shared`'s allocation. The `Arc` stored beside it keeps that
+            // allocation alive at a fixed address (nothing reaches a `Shared` mutably, and
+            // `shared` is never reassigned), and the permit goes first: `Drop` takes it out
+            // before anything else, and on an unwind fields drop in declaration order,
+            // `permit` before `shared`. It is private: `LimitPermit` has no accessor, no
+            // `Clone`, and (being `Drop`) cannot be destructured, so nothing separates the
+            // permit from the `Arc`; leaking a `LimitPermit` leaks the `Arc` with it.
             unsafe { std::mem::transmute::<Permit<'_>, Permit<'static>>(p) }
         });
         LimitPermit {
