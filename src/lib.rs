@@ -1,6 +1,13 @@
 //! # fairgate
 //!
-//! A strictly fair, lock-free, `no_std` async semaphore with direct permit handoff.
+//! A concurrency limiter for async Rust. At the core, a strictly fair, lock-free, `no_std`
+//! async semaphore with direct permit handoff ([`Semaphore`]); on top of it, behind features,
+//! admission control (`limit`: bounded FIFO queue, queue timeout, soft/hard mode, per-key
+//! limiters, metrics), adapters for tower, http/hyper and tonic that hold a permit to the end
+//! of the response body, a fleet-wide cap on Redis (`fleet`), and stale-cache request
+//! coalescing (`singleflight`). Each layer uses only the public API of the one below.
+//!
+//! The semaphore:
 //!
 //! * **Strict FIFO.** A released permit is handed straight to the oldest waiter; while anyone
 //!   waits, newcomers (including [`Semaphore::try_acquire`]) see no free permits.
@@ -37,6 +44,15 @@
 //! |---|---|---|
 //! | `alloc` | via `std` | owned permits and futures (`Arc<Semaphore>`), [`PollSemaphore`] |
 //! | `std` | yes | `std::error::Error` impls, blocking acquire |
+//! | `limit` | no | `limit`: `Limiter`, `LimiterManager`, `Rejected`, `Observer` (no runtime) |
+//! | `timeout` | no | queue timeouts and caller deadlines for `limit` (tokio's timer) |
+//! | `tower` | no | `tower`: `ConcurrencyLimitLayer`, `KeyedLimitLayer` |
+//! | `http` | no | `http`: server/client layers holding the permit to the end of the body |
+//! | `hyper` | no | `hyper`: a server with an accept-loop connection limiter |
+//! | `tonic` | no | `tonic`: gRPC client/server layers with `Status` mapping and deadlines |
+//! | `redis` | no | `fleet`: a fleet-wide cap on Redis behind the local fair queue |
+//! | `metrics` | no | `limit::MetricsObserver` through the `metrics` facade |
+//! | `tracing` | no | a `tracing` event per rejection |
 //! | `singleflight` | no | the stale-cache request-coalescing module |
 //!
 //! # Loom
