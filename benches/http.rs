@@ -16,9 +16,11 @@
 //! criterion) in a loop, so that `valgrind --tool=callgrind` counts it; the per-request count
 //! is the difference of two runs with different iteration counts divided by their difference.
 //! Cases: `none`, `tower_concurrency_limit`, `fairgate_tower_limit`, `fairgate_server_limit`,
-//! `fairgate_server_limit_keyed` (the services of `per_request`, built by the same functions).
-//! Futures are driven by hand with a no-op waker (no runtime), so only the request, the layer
-//! and the body are counted. For example:
+//! `fairgate_server_limit_keyed` (the services of `per_request`, built by the same functions;
+//! futures driven by hand with a no-op waker, no runtime, so only the request, the layer and
+//! the body are counted), and `loopback_no_limiter`, `loopback_keyed_server_limit` (the
+//! `loopback_gateway` setup on a current-thread runtime: user-space instructions of client,
+//! gateway and upstream; kernel work not counted). For example:
 //!
 //! ```text
 //! cargo bench --features hyper --bench http --no-run   # prints the binary's path
@@ -297,6 +299,20 @@ fn callgrind_case(case: &str, iters: u64) {
         "fairgate_tower_limit" => callgrind_drive(&fairgate_tower(), iters),
         "fairgate_server_limit" => callgrind_drive(&server_limit(), iters),
         "fairgate_server_limit_keyed" => callgrind_drive(&server_limit_keyed(), iters),
+        // End to end on 127.0.0.1 (client, gateway and upstream in this process, on one
+        // current-thread runtime so that the schedule varies little): user-space
+        // instructions of the whole request path, kernel (socket) work not counted.
+        "loopback_no_limiter" | "loopback_keyed_server_limit" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let gateway =
+                    gateway(upstream().await, case == "loopback_keyed_server_limit").await;
+                load(&http_client(), gateway, iters).await
+            });
+        }
         other => panic!("unknown FAIRGATE_CALLGRIND case {other:?}"),
     }
 }
