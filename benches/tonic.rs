@@ -10,11 +10,31 @@
 //!   (`ServerLimitLayer` vs `Server::concurrency_limit_per_connection`), or none.
 //!
 //! Run: `cargo bench --bench tonic --features tonic` (add `-- --quick` for a short run).
+//!
+//! Instruction counts (deterministic, unlike wall clock on a shared machine): with
+//! `FAIRGATE_CALLGRIND=<case>:<iterations>` the binary runs one `tonic_in_process` case (no
+//! criterion) in a loop, so that `valgrind --tool=callgrind` counts it; the per-call count is
+//! the difference of two runs with different iteration counts divided by their difference.
+//! Cases: `none`, `tower_concurrency_limit`, `fairgate_client_layer`, `fairgate_server_layer`.
+//! Futures are driven by hand with a no-op waker (no runtime). For example:
+//!
+//! ```text
+//! cargo bench --features tonic --bench tonic --no-run   # prints the binary's path
+//! for n in 20000 40000; do
+//!   FAIRGATE_CALLGRIND=fairgate_server_layer:$n valgrind --tool=callgrind \
+//!     --callgrind-out-file=cg.$n.out <binary>
+//! done
+//! # per call: (Ir of cg.40000.out - Ir of cg.20000.out) / 20000, the Ir from the
+//! # `summary:` line.
+//! ```
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use fairgate::limit::Limiter;
 use fairgate::tonic::{ClientLimitLayer, ServerLimitLayer};
 use http_body_util::BodyExt;
@@ -211,4 +231,51 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = in_process, loopback
 }
-criterion_main!(benches);
+
+/// `iters` calls of a `FAIRGATE_CALLGRIND` case through `svc`, driven with a no-op waker:
+/// nothing here ever waits.
+fn callgrind_drive<S, B>(mut svc: S, iters: u64)
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..iters {
+        let call = pin!(call_and_drain(&mut svc));
+        assert!(
+            call.poll(&mut cx).is_ready(),
+            "the limit is never reached and the body is ready"
+        );
+    }
+}
+
+fn callgrind_case(case: &str, iters: u64) {
+    match case {
+        "none" => callgrind_drive(transport(), iters),
+        "tower_concurrency_limit" => callgrind_drive(
+            tower::limit::ConcurrencyLimitLayer::new(CAPACITY).layer(transport()),
+            iters,
+        ),
+        "fairgate_client_layer" => {
+            callgrind_drive(ClientLimitLayer::new(limiter()).layer(transport()), iters)
+        }
+        "fairgate_server_layer" => {
+            callgrind_drive(ServerLimitLayer::new(limiter()).layer(transport()), iters)
+        }
+        other => panic!("unknown FAIRGATE_CALLGRIND case {other:?}"),
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("FAIRGATE_CALLGRIND") {
+        let (case, iters) = spec
+            .split_once(':')
+            .expect("FAIRGATE_CALLGRIND=<case>:<iterations>");
+        callgrind_case(case, iters.parse().expect("iterations: a number"));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
