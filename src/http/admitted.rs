@@ -34,15 +34,15 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    #[project_replace = StateProjReplace]
     enum State<S, Req, F> {
         // The readied inner service and the request wait with the admission (a local
         // acquire, a fleet acquire or a refusal): the handler runs only once a permit is held.
+        // They sit in an `Option` so that the grant takes them out in place instead of
+        // moving the whole state (admission included) out with `project_replace`.
         Acquiring {
             #[pin]
             admission: Admission,
-            service: S,
-            request: Req,
+            call: Option<(S, Req)>,
         },
         // The inner call runs holding the permit; at the response head the permit moves into
         // the body (`Release::BodyEnd`) or is dropped (`Release::ResponseFuture`).
@@ -78,8 +78,7 @@ where
         Admitted {
             state: State::Acquiring {
                 admission,
-                service: readied,
-                request,
+                call: Some((readied, request)),
             },
             release,
         }
@@ -107,7 +106,7 @@ where
         let mut state = this.state;
         loop {
             match state.as_mut().project() {
-                StateProj::Acquiring { admission, .. } => {
+                StateProj::Acquiring { admission, call } => {
                     let permit = match ready!(admission.poll_admit(cx)) {
                         Ok(permit) => permit,
                         Err(rejected) => {
@@ -115,16 +114,11 @@ where
                             return Poll::Ready(Err(rejected));
                         }
                     };
-                    // Move the readied service and the request out; the spent admission is
-                    // dropped.
-                    let StateProjReplace::Acquiring {
-                        mut service,
-                        request,
-                        ..
-                    } = state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Acquiring a moment ago")
-                    };
+                    // Take the readied service and the request out in place; the spent
+                    // admission is dropped before the handler runs, as it always was.
+                    let (mut service, request) =
+                        call.take().expect("the call is present while Acquiring");
+                    state.set(State::Done);
                     let future = service.call(request);
                     state.set(State::Running {
                         future,

@@ -47,16 +47,16 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    #[project_replace = StateProjReplace]
     enum State<S, Req, F> {
         // The readied inner service and the request wait with the acquire future: nothing is
-        // sent (client) or handled (server) before a permit is held.
+        // sent (client) or handled (server) before a permit is held. They sit in an `Option`
+        // so that the grant takes them out in place instead of moving the whole state
+        // (admission included) out with `project_replace`.
         Acquiring {
             #[pin]
             admission: Admission,
             deadline: Option<Instant>,
-            service: S,
-            request: Req,
+            call: Option<(S, Req)>,
         },
         // The inner call runs holding the permit; at the response head the permit moves into
         // the body (`Release::BodyEnd`) or is dropped (`Release::ResponseFuture`).
@@ -89,8 +89,7 @@ where
             state: State::Acquiring {
                 admission: source.admission(deadline),
                 deadline,
-                service,
-                request,
+                call: Some((service, request)),
             },
             release: settings.release,
             on_admit,
@@ -110,17 +109,17 @@ where
         let mut state = this.state;
         loop {
             match state.as_mut().project() {
-                StateProj::Acquiring { admission, .. } => {
+                StateProj::Acquiring {
+                    admission,
+                    deadline,
+                    call,
+                } => {
                     let acquired = ready!(admission.poll_admit(cx));
-                    let StateProjReplace::Acquiring {
-                        deadline,
-                        mut service,
-                        mut request,
-                        ..
-                    } = state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("the state was Acquiring a moment ago")
-                    };
+                    let deadline = *deadline;
+                    let (mut service, mut request) =
+                        call.take().expect("the call is present while Acquiring");
+                    // The spent admission (and, on a refusal, the request) is dropped here.
+                    state.set(State::Done);
                     let permit = acquired?;
                     if *this.on_admit == OnAdmit::RewriteTimeout {
                         rewrite_timeout(&mut request, deadline, &permit)?;
