@@ -101,6 +101,9 @@ where
 {
     type Output = Outcome<ResB, S::Error>;
 
+    // Inlined into the layers' own futures, so that the large `Poll<Outcome>` is built
+    // in their return slot instead of being copied out of this one.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut state = this.state;
