@@ -175,14 +175,15 @@ impl FleetAcquire {
     }
 }
 
-// SAFETY: `Sync` only grants `&FleetAcquire` to several threads, and a shared reference
+#[cfg(feature = "redis")]
+// Why `Sync` is sound: it only grants `&FleetAcquire` to several threads, and a shared reference
 // reaches nothing: the boxed future sits in a field private to this module, used only by
 // `poll(&mut self)` and by drop (also `&mut`); there is no `&self` method, no `Debug` or
 // `Clone` impl, and `Admission`'s `Debug` prints a constant for this variant (the
 // `sync_wrapper` argument). Moving it between threads needs only `Send`, which the boxed
 // future is. This keeps `Admission` (and the layers' response futures) `Sync` as they are
 // without feature `redis`.
-#[cfg(feature = "redis")]
+// SAFETY: no `&self` access reaches the future, as argued above.
 unsafe impl Sync for FleetAcquire {}
 
 impl sealed::Sealed for Limiter {}

@@ -18,6 +18,9 @@ use super::permit::LimitPermit;
 use super::rejected::{RejectReason, Rejected};
 use crate::Acquire as SemaphoreAcquire;
 
+/// The semaphore's acquire future with its borrow extended (see `Acquire::start`).
+type StaticWait = SemaphoreAcquire<'static>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     /// Not polled yet: nothing reserved.
@@ -111,8 +114,9 @@ impl Acquire {
             self.queued_at = Some(Instant::now());
         }
         let wait = self.shared.capacity.semaphore().acquire();
-        // SAFETY: the waiter borrows the semaphore inside `self.shared`'s allocation, and the
-        // extended borrow ends before that allocation can be freed, on every path:
+        // Why extending the borrow is sound: the waiter borrows the semaphore inside
+        // `self.shared`'s allocation, and the borrow ends before that allocation can be freed,
+        // on every path:
         // - the `Arc` keeps the allocation alive at a fixed address; `shared` is never
         //   reassigned, and nothing reaches a `Shared` mutably (no `Arc::get_mut`,
         //   `make_mut` or `try_unwrap` in the crate), so the semaphore is never moved;
@@ -125,8 +129,8 @@ impl Acquire {
         //   and the `Permit<'static>` it yields goes at once into `Shared::admit` (a
         //   `LimitPermit`, which checks the semaphore and holds its own `Arc`) or
         //   `Capacity::give_back`, while `self.shared` is alive.
-        let wait =
-            unsafe { std::mem::transmute::<SemaphoreAcquire<'_>, SemaphoreAcquire<'static>>(wait) };
+        // SAFETY: the `Arc` outlives the borrow on every path above.
+        let wait = unsafe { std::mem::transmute::<SemaphoreAcquire<'_>, StaticWait>(wait) };
         self.wait = Some(wait);
         self.stage = Stage::Queued;
         Ok(None)
@@ -180,12 +184,13 @@ impl Future for Acquire {
     type Output = Result<LimitPermit, Rejected>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `wait` and `timer` are the only structurally pinned fields (every other
+        // Pin projection: `wait` and `timer` are the only structurally pinned fields (every other
         // field is plain data, never pinned), and nothing moves them: they are filled only
         // while `None` (`start`), polled only through `Pin::new_unchecked` and dropped in
         // place by assigning `None` (`leave_queue`, also from `Drop`, which likewise never
         // moves them). `Acquire` is `!Unpin` (`PhantomPinned`, no `Unpin` impl), so
         // `this` is never used to move the `Acquire` itself either.
+        // SAFETY: nothing moves out of `this` or its pinned fields, as argued above.
         let this = unsafe { self.get_unchecked_mut() };
         match this.stage {
             Stage::Done => panic!("fairgate: `Acquire` polled after completion"),

@@ -55,14 +55,16 @@ impl LimitPermit {
                 std::ptr::eq(p.semaphore(), shared.capacity.semaphore()),
                 "fairgate: a permit of another semaphore"
             );
-            // SAFETY: a `Permit` only borrows its semaphore, and the assert proves it is the
-            // one inside `shared`'s allocation. The `Arc` stored beside it keeps that
+            // Why extending the borrow is sound: a `Permit` only borrows its semaphore, and
+            // the assert proves it is the one inside `shared`'s allocation. The `Arc` stored
+            // beside it keeps that
             // allocation alive at a fixed address (nothing reaches a `Shared` mutably, and
             // `shared` is never reassigned), and the permit goes first: `Drop` takes it out
             // before anything else, and on an unwind fields drop in declaration order,
             // `permit` before `shared`. It is private: `LimitPermit` has no accessor, no
             // `Clone`, and (being `Drop`) cannot be destructured, so nothing separates the
             // permit from the `Arc`; leaking a `LimitPermit` leaks the `Arc` with it.
+            // SAFETY: the `Arc` beside the permit outlives it, as argued above.
             unsafe { std::mem::transmute::<Permit<'_>, Permit<'static>>(p) }
         });
         LimitPermit {
