@@ -6,46 +6,16 @@
 //! Run: `RUSTFLAGS="--cfg loom -C debug-assertions" cargo test --release --test loom_races`
 #![cfg(loom)]
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
-use fairgate::{AcquireError, AcquireOwned, Semaphore, TryAcquireError};
+use fairgate::{AcquireError, Semaphore, TryAcquireError};
 use loom::future::block_on;
 use loom::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use loom::thread;
 
-/// Runs a model with a preemption bound and a branch limit (`LOOM_MAX_PREEMPTIONS` and
-/// `LOOM_MAX_BRANCHES` override them).
-fn model_cfg(bound: usize, branches: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(bound);
-    }
-    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
-        builder.max_branches = branches;
-    }
-    builder.check(f);
-}
-
-fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
-    f.poll(&mut Context::from_waker(Waker::noop()))
-}
-
-/// An owned acquire that has been polled once and is queued.
-fn queued(sem: &Arc<Semaphore>, n: usize) -> Pin<Box<AcquireOwned>> {
-    let mut fut = Box::pin(sem.clone().acquire_many_owned(n));
-    assert!(poll_once(fut.as_mut()).is_pending(), "expected to queue");
-    fut
-}
-
-/// Everything returned: no waiter left, all permits free.
-fn assert_all_back(sem: &Semaphore, total: usize) {
-    assert_eq!(sem.total_permits(), total, "total changed");
-    assert_eq!(sem.available_permits(), total, "permits lost or duplicated");
-    assert_eq!(sem.waiters(), 0, "waiter stranded");
-}
+mod loom_support;
+use loom_support::{assert_all_back, model_cfg, poll_once, queued};
 
 /// `close()` happens-before every `Closed` it causes: a thread whose `try_acquire` (or first
 /// poll of `acquire`) fails with `Closed` sees a flag stored before `close()`.

@@ -496,3 +496,62 @@ fn sizes_against_tokio() {
     assert!(size_of::<fairgate::Permit<'_>>() <= size_of::<tokio::sync::SemaphorePermit<'_>>());
     assert_eq!(size_of::<fairgate::OwnedPermit>(), 16);
 }
+
+/// What a log line shows: each error's message names the cause and the numbers, and the
+/// `Debug` output of the semaphore and of both acquire futures carries their counts.
+#[test]
+fn errors_and_debug_output_say_what_happened() {
+    assert_eq!(AcquireError::Closed.to_string(), "semaphore closed");
+    assert_eq!(
+        AcquireError::TooManyPermits { requested: 7 }.to_string(),
+        format!("requested 7 permits, more than MAX_PERMITS ({MAX_PERMITS})")
+    );
+    assert_eq!(TryAcquireError::Closed.to_string(), "semaphore closed");
+    assert_eq!(
+        TryAcquireError::NoPermits.to_string(),
+        "no permits available"
+    );
+    assert_eq!(
+        TryAcquireError::TooManyPermits { requested: 9 }.to_string(),
+        format!("requested 9 permits, more than MAX_PERMITS ({MAX_PERMITS})")
+    );
+    let sem = Arc::new(Semaphore::new(MAX_PERMITS - 1));
+    let err = sem.try_add_permits(2).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "adding 2 permits to a semaphore with {} in total would exceed MAX_PERMITS ({MAX_PERMITS})",
+            MAX_PERMITS - 1
+        )
+    );
+
+    let sem = Arc::new(Semaphore::new(2));
+    let held = sem.try_acquire().unwrap();
+    assert_eq!(
+        format!("{sem:?}"),
+        "Semaphore { available_permits: 1, total_permits: 2, waiters: 0, closed: false }"
+    );
+    drop(held);
+    let acquire = sem.acquire_many(3);
+    assert_eq!(acquire.num_permits(), 3);
+    assert_eq!(format!("{acquire:?}"), "Acquire { permits: 3, .. }");
+    let owned = sem.clone().acquire_many_owned(2);
+    assert_eq!(owned.num_permits(), 2);
+    assert_eq!(format!("{owned:?}"), "AcquireOwned { permits: 2, .. }");
+    drop((acquire, owned));
+    let permit = sem.try_acquire_many(2).unwrap();
+    assert_eq!(format!("{permit:?}"), "Permit { permits: 2, .. }");
+    drop(permit);
+    let permit = sem.clone().try_acquire_owned().unwrap();
+    assert_eq!(format!("{permit:?}"), "OwnedPermit { permits: 1, .. }");
+}
+
+/// `PollSemaphore` hands back the semaphore it polls, not another one.
+#[test]
+fn poll_semaphore_gives_back_its_semaphore() {
+    let sem = Arc::new(Semaphore::new(1));
+    let poll_sem = fairgate::PollSemaphore::new(sem.clone());
+    assert!(Arc::ptr_eq(poll_sem.semaphore(), &sem));
+    assert!(Arc::ptr_eq(&poll_sem.clone_inner(), &sem));
+    assert!(Arc::ptr_eq(&poll_sem.into_inner(), &sem));
+}
