@@ -178,3 +178,27 @@ fn batch_full_vs_lazy_enqueue() {
         assert_all_back(&sem, 3);
     });
 }
+
+#[test]
+fn enqueue_during_pass_leaves_queued_set() {
+    // A release's pass serves the first of two waiters while a third enqueues. Two waiters are
+    // still queued when the pass ends, so the word must still say `QUEUED`: the next release is
+    // a deposit for them, never a free permit that `try_acquire` could take past them.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let a = queued(&sem, 1);
+        let b = queued(&sem, 1);
+        let s = sem.clone();
+        let t = thread::spawn(move || s.add_permits(1));
+        let c = queued(&sem, 1);
+        t.join().unwrap();
+        drop(block_on(a).unwrap());
+        assert!(
+            matches!(sem.try_acquire(), Err(TryAcquireError::NoPermits)),
+            "a released permit was free while two waiters were queued"
+        );
+        drop(block_on(b).unwrap());
+        drop(block_on(c).unwrap());
+        assert_all_back(&sem, 1);
+    });
+}

@@ -164,6 +164,22 @@ fn partial_assignment_then_cancel() {
 }
 
 #[test]
+fn cancel_partly_served_head_vs_release() {
+    // The head holds 1 of the 2 it wants and is dropped while a release runs a pass. The pass
+    // may find it cancelled at the head, or lose its grant CAS to the cancel, or leave it to the
+    // cancel request: each way the held permit is refunded, so both come back.
+    model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let big = queued(&sem, 2);
+        let s = sem.clone();
+        let t = thread::spawn(move || s.add_permits(1));
+        drop(big);
+        t.join().unwrap();
+        assert_all_back(&sem, 2);
+    });
+}
+
+#[test]
 fn repoll_new_waker_vs_release() {
     // The future first registered a no-op waker; `block_on` re-polls with its own while the
     // permit arrives. The wake must reach the new waker (or the re-poll must see the grant).

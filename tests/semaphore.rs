@@ -474,6 +474,21 @@ fn polling_after_completion_panics() {
     let _ = c.poll(a.as_mut());
 }
 
+/// The same after a queued wait: the node's state after `Ready` (woken after the pass, then
+/// polled) still says the future completed.
+#[test]
+#[should_panic(expected = "polled after it completed")]
+fn polling_a_served_waiter_again_panics() {
+    let sem = Semaphore::new(1);
+    let c = Counter::new();
+    let held = sem.try_acquire().unwrap();
+    let mut a = pin!(sem.acquire());
+    assert!(c.poll(a.as_mut()).is_pending());
+    drop(held);
+    assert!(matches!(c.poll(a.as_mut()), Poll::Ready(Ok(_))));
+    let _ = c.poll(a.as_mut());
+}
+
 #[test]
 fn static_semaphore_is_const() {
     static S: Semaphore = Semaphore::new(3);

@@ -1,6 +1,6 @@
 //! Instrumentation of the handoff pass for its checks: the counters the loom models assert the
 //! wake and helping bounds with, and the fault hook of the unit test that proves a panic inside
-//! a pass aborts. Nothing here exists in a normal build.
+//! a pass aborts. In a normal build only `RequestPasses` exists, zero-sized and free.
 
 #[cfg(loom)]
 use crate::sync::Ordering::Relaxed;
@@ -12,7 +12,7 @@ use crate::sync::Ordering::Relaxed;
 pub(crate) struct PassStats {
     /// Passes started while the holder's batch held a waker not yet woken.
     passes_with_unwoken: crate::sync::untracked::AtomicUsize,
-    /// The most passes one tenure ran while the word showed no deposit.
+    /// The most passes one `run_handoff` call ran while no permit was deposited.
     max_request_passes: crate::sync::untracked::AtomicUsize,
 }
 
@@ -34,6 +34,56 @@ impl PassStats {
             self.passes_with_unwoken.load(Relaxed),
             self.max_request_passes.load(Relaxed),
         )
+    }
+}
+
+/// Passes run while no permit was deposited, counted over one `run_handoff` call (all its
+/// tenures), so a holder that gives the role back and takes it again straight away cannot
+/// hide extra helping from the helping-bound model. Zero-sized and free outside loom.
+#[derive(Default)]
+pub(super) struct RequestPasses {
+    #[cfg(loom)]
+    count: usize,
+}
+
+impl RequestPasses {
+    /// A pass is about to run with nothing deposited: count it, and keep the most any call ran.
+    #[inline(always)]
+    pub(super) fn count(&mut self, sem: &super::Semaphore) {
+        #[cfg(loom)]
+        {
+            self.count += 1;
+            sem.pass_stats.request_passes(self.count);
+        }
+        #[cfg(not(loom))]
+        let _ = sem;
+    }
+}
+
+/// The counters themselves: a bound model that asserts "at most N" passes also when nothing is
+/// counted, so what is counted is pinned here. Run with the loom models (`--lib`).
+#[cfg(all(test, loom))]
+mod pass_stats_tests {
+    use super::PassStats;
+
+    #[test]
+    fn counts_passes_started_with_an_unwoken_waker() {
+        let stats = PassStats::default();
+        stats.pass_started(false);
+        assert_eq!(stats.snapshot(), (0, 0));
+        stats.pass_started(true);
+        stats.pass_started(true);
+        assert_eq!(stats.snapshot(), (2, 0));
+    }
+
+    #[test]
+    fn keeps_the_most_request_passes_of_any_tenure() {
+        let stats = PassStats::default();
+        stats.request_passes(1);
+        assert_eq!(stats.snapshot(), (0, 1));
+        stats.request_passes(3);
+        stats.request_passes(2);
+        assert_eq!(stats.snapshot(), (0, 3));
     }
 }
 

@@ -22,6 +22,7 @@
 
 use core::ptr;
 
+use super::checks::RequestPasses;
 use super::state::{self, CLOSED, DIRTY, HANDOFF, QUEUED};
 use super::waiter::{flags::*, Waiter};
 use super::wake::WakeBatch;
@@ -194,11 +195,19 @@ impl Semaphore {
     /// just set HANDOFF, and took `deposit` permits out of the state word with the same CAS.
     pub(crate) fn run_handoff(&self, me: *const Waiter, deposit: usize) {
         let mut batch = WakeBatch::new();
+        let mut request_passes = RequestPasses::default();
         let mut pool = deposit;
         loop {
             let guard = AbortOnUnwind;
             // SAFETY: the caller (or the retake below) took HANDOFF.
-            let exit = unsafe { self.hold(me, core::mem::take(&mut pool), &mut batch) };
+            let exit = unsafe {
+                self.hold(
+                    me,
+                    core::mem::take(&mut pool),
+                    &mut batch,
+                    &mut request_passes,
+                )
+            };
             core::mem::forget(guard);
             // The role is given back: no node is touched from here on (I7).
             batch.wake_all();
@@ -238,7 +247,13 @@ impl Semaphore {
     ///
     /// # Safety
     /// The caller holds HANDOFF.
-    unsafe fn hold(&self, me: *const Waiter, pool: usize, batch: &mut WakeBatch) -> Exit {
+    unsafe fn hold(
+        &self,
+        me: *const Waiter,
+        pool: usize,
+        batch: &mut WakeBatch,
+        request_passes: &mut RequestPasses,
+    ) -> Exit {
         let mut h = Holder {
             // SAFETY: the caller holds HANDOFF, the only licence to touch `list` (I2).
             head: self.list.0.with(|p| unsafe { *p }),
@@ -247,14 +262,13 @@ impl Semaphore {
             me,
         };
         let mut passes = 0;
-        #[cfg(loom)]
-        let mut request_passes = 1;
-        #[cfg(loom)]
-        self.pass_stats.request_passes(request_passes);
+        if pool == 0 {
+            request_passes.count(self);
+        }
         loop {
             #[cfg(loom)]
             self.pass_stats.pass_started(!batch.is_empty());
-            #[cfg(test)]
+            #[cfg(all(test, not(loom)))]
             super::checks::test_hooks::maybe_fail();
             passes += 1;
             // 1. Take deposits and clear DIRTY (Acquire: pairs with releasers and pushers).
@@ -300,10 +314,8 @@ impl Semaphore {
                 } else if batch.is_empty() && (!dirty || passes < REQUEST_PASSES) {
                     // Deposits (or, within the budget, requests) arrived and nobody awaits a
                     // wake from us: another pass.
-                    #[cfg(loom)]
                     if state::permits(s) == 0 {
-                        request_passes += 1;
-                        self.pass_stats.request_passes(request_passes);
+                        request_passes.count(self);
                     }
                     break;
                 } else {

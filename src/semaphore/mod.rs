@@ -3,7 +3,6 @@
 use core::fmt;
 
 pub(crate) mod acquire;
-#[cfg(any(loom, test))]
 mod checks;
 pub(crate) mod error;
 pub(crate) mod handoff;
