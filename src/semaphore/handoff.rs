@@ -273,6 +273,9 @@ impl Semaphore {
             passes += 1;
             // 1. Take deposits and clear DIRTY (Acquire: pairs with releasers and pushers).
             let mut s = self.state.load(Acquire);
+            // I11: the role is only ever taken with QUEUED set, and only an exit clears it, so
+            // the permits taken here are deposits, never free permits someone could try_acquire.
+            debug_assert!(s & QUEUED != 0, "handoff pass without QUEUED");
             while s & DIRTY != 0 || state::permits(s) != 0 {
                 let taken = state::with_permits(s, 0) & !DIRTY;
                 match self.state.compare_exchange_weak(s, taken, Acquire, Acquire) {
