@@ -12,7 +12,7 @@ use crate::sync::Ordering::Relaxed;
 pub(crate) struct PassStats {
     /// Passes started while the holder's batch held a waker not yet woken.
     passes_with_unwoken: crate::sync::untracked::AtomicUsize,
-    /// The most passes one `run_handoff` call ran while no permit was deposited.
+    /// The longest run of passes without a deposit in one `run_handoff` call ([`RequestPasses`]).
     max_request_passes: crate::sync::untracked::AtomicUsize,
 }
 
@@ -37,26 +37,28 @@ impl PassStats {
     }
 }
 
-/// Passes run while no permit was deposited, counted over one `run_handoff` call (all its
-/// tenures), so a holder that gives the role back and takes it again straight away cannot
-/// hide extra helping from the helping-bound model. Zero-sized and free outside loom.
+/// The helping-bound counter of one `run_handoff` call: passes in a row since the last pass
+/// that took a deposit (that pass included), carried across the call's tenures so that giving
+/// the role back and taking it again at once cannot hide extra helping from the model. The
+/// bound says it never exceeds `REQUEST_PASSES`. Zero-sized and free outside loom.
 #[derive(Default)]
 pub(super) struct RequestPasses {
     #[cfg(loom)]
-    count: usize,
+    in_a_row: usize,
 }
 
 impl RequestPasses {
-    /// A pass is about to run with nothing deposited: count it, and keep the most any call ran.
+    /// A pass is about to run, taking `deposited` permits from the word: a deposit starts a new
+    /// run of passes, anything else extends it. Keeps the longest run any call had.
     #[inline(always)]
-    pub(super) fn count(&mut self, sem: &super::Semaphore) {
+    pub(super) fn pass(&mut self, sem: &super::Semaphore, deposited: usize) {
         #[cfg(loom)]
         {
-            self.count += 1;
-            sem.pass_stats.request_passes(self.count);
+            self.in_a_row = if deposited != 0 { 1 } else { self.in_a_row + 1 };
+            sem.pass_stats.request_passes(self.in_a_row);
         }
         #[cfg(not(loom))]
-        let _ = sem;
+        let _ = (sem, deposited);
     }
 }
 
@@ -74,6 +76,27 @@ mod pass_stats_tests {
         stats.pass_started(true);
         stats.pass_started(true);
         assert_eq!(stats.snapshot(), (2, 0));
+    }
+
+    #[test]
+    fn a_deposit_starts_a_new_run_of_passes() {
+        // A semaphore holds loom atomics, which exist only inside a model.
+        loom::model(|| {
+            let sem = crate::Semaphore::new(0);
+            let mut passes = super::RequestPasses::default();
+            passes.pass(&sem, 0);
+            passes.pass(&sem, 0);
+            assert_eq!(sem.loom_pass_stats().1, 2);
+            passes.pass(&sem, 3);
+            passes.pass(&sem, 0);
+            assert_eq!(
+                sem.loom_pass_stats().1,
+                2,
+                "a deposit must restart the count"
+            );
+            passes.pass(&sem, 0);
+            assert_eq!(sem.loom_pass_stats().1, 3);
+        });
     }
 
     #[test]

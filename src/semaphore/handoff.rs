@@ -262,9 +262,7 @@ impl Semaphore {
             me,
         };
         let mut passes = 0;
-        if pool == 0 {
-            request_passes.count(self);
-        }
+        request_passes.pass(self, pool);
         loop {
             #[cfg(loom)]
             self.pass_stats.pass_started(!batch.is_empty());
@@ -317,9 +315,7 @@ impl Semaphore {
                 } else if batch.is_empty() && (!dirty || passes < REQUEST_PASSES) {
                     // Deposits (or, within the budget, requests) arrived and nobody awaits a
                     // wake from us: another pass.
-                    if state::permits(s) == 0 {
-                        request_passes.count(self);
-                    }
+                    request_passes.pass(self, state::permits(s));
                     break;
                 } else {
                     // Give the role back first: a granted waiter is woken before any further
