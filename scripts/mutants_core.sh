@@ -3,9 +3,9 @@
 #
 # 1. native: every mutant against the sequential and multi-threaded suites (`--lib`, `semaphore`,
 #    `runtimes`, `model_ops`); a hang past the timeout counts as caught.
-# 2. loom: each mutant that survived phase 1, against the loom models (`loom_semaphore`,
-#    `loom_enqueue`, `loom_races`, `loom_downstream`) at the bounds CI uses, stopping at the
-#    first failing model.
+# 2. loom: each mutant that survived phase 1, against the loom models and counters (`--lib`,
+#    `loom_semaphore`, `loom_enqueue`, `loom_races`, `loom_downstream`) at the bounds CI uses,
+#    stopping at the first failing model.
 #
 # cargo-mutants does not mutate the body of an `unsafe fn`, and the handoff pass lives in them.
 # The run therefore works on a copy of HEAD in which `unsafe fn` in src/semaphore/ reads `fn`:
@@ -13,7 +13,7 @@
 # sits in an `unsafe {}` block and the copy builds unchanged (with "unnecessary unsafe" warnings
 # at the call sites). The copy is only for mutation; nothing of it is committed.
 #
-# usage: scripts/mutants_core.sh OUT_DIR      (about 30 + 30 minutes on 2 cores)
+# usage: scripts/mutants_core.sh OUT_DIR      (about 30 + 35 minutes on 2 cores)
 # Results: OUT_DIR/native/mutants.out, OUT_DIR/loom/mutants.out (caught/missed/timeout.txt);
 # DESIGN.md §10 records the last run and why each survivor is equivalent.
 set -euo pipefail
@@ -40,7 +40,7 @@ done < "$out/native/mutants.out/missed.txt"
 if [ ${#filters[@]} -gt 0 ]; then
   RUSTFLAGS="--cfg loom -C debug-assertions" CARGO_PROFILE_RELEASE_DEBUG=0 \
     cargo mutants -j 2 --timeout 120 --build-timeout 300 --profile release --test-tool nextest \
-    --cargo-arg=--test=loom_semaphore --cargo-arg=--test=loom_enqueue \
+    --cargo-arg=--lib --cargo-arg=--test=loom_semaphore --cargo-arg=--test=loom_enqueue \
     --cargo-arg=--test=loom_races --cargo-arg=--test=loom_downstream \
     "${files[@]}" "${filters[@]}" -o "$out/loom" -- --max-fail 1:immediate || true
 fi
