@@ -13,7 +13,7 @@ use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::thread;
 
 mod loom_support;
-use loom_support::{assert_all_back, model, model_cfg, poll_once, queued};
+use loom_support::{assert_all_back, assert_served, model, model_cfg, poll_once, queued};
 
 #[test]
 fn basic_contention() {
@@ -363,18 +363,12 @@ fn fifo_two_waiters() {
 fn concurrent_cancels() {
     model(|| {
         let sem = Arc::new(Semaphore::new(0));
-        let a = queued(&sem, 1);
-        let b = queued(&sem, 1);
-        let mut c = queued(&sem, 1);
+        let [a, b, c] = [(); 3].map(|()| queued(&sem, 1));
         let ta = thread::spawn(move || drop(a));
         drop(b);
         ta.join().unwrap();
         sem.add_permits(1);
-        match poll_once(c.as_mut()) {
-            Poll::Ready(permit) => drop(permit.unwrap()),
-            Poll::Pending => panic!("the permit did not reach the last waiter"),
-        }
-        drop(c);
+        assert_served(c);
         assert_all_back(&sem, 1);
     });
 }
@@ -385,45 +379,32 @@ fn concurrent_cancels() {
 fn concurrent_cancels_vs_release() {
     model(|| {
         let sem = Arc::new(Semaphore::new(0));
-        let a = queued(&sem, 1);
-        let b = queued(&sem, 1);
-        let mut c = queued(&sem, 1);
+        let [a, b, c] = [(); 3].map(|()| queued(&sem, 1));
         let ta = thread::spawn(move || drop(a));
         drop(b);
         sem.add_permits(1);
         ta.join().unwrap();
-        // Every call has returned, so the permit must have reached the only waiter left.
-        match poll_once(c.as_mut()) {
-            Poll::Ready(permit) => drop(permit.unwrap()),
-            Poll::Pending => panic!("the permit did not reach the last waiter"),
-        }
-        drop(c);
+        assert_served(c);
         assert_all_back(&sem, 1);
     });
 }
 
 /// The three-thread form: two cancels on two threads and a release on a third. Bound 1 in CI:
 /// at bound 2 one execution passes 20 000 branches, because both droppers wait for `DONE` with
-/// `yield_now` while the third thread holds the role, and loom (whose scheduler is not fair)
-/// explores them yielding to each other without end. The two models above and
+/// `yield_now` while the third thread holds the role, and a switch at a yield costs loom no
+/// preemption, so it explores them yielding to each other without end. The two models above and
 /// `release_vs_cancel_pass` cover its pairs at bound 3 (DESIGN.md §9).
 #[test]
 fn concurrent_cancels_three_threads() {
     model_cfg(1, 20_000, || {
         let sem = Arc::new(Semaphore::new(0));
-        let a = queued(&sem, 1);
-        let b = queued(&sem, 1);
-        let mut c = queued(&sem, 1);
+        let [a, b, c] = [(); 3].map(|()| queued(&sem, 1));
         let ta = thread::spawn(move || drop(a));
         let tb = thread::spawn(move || drop(b));
         sem.add_permits(1);
         ta.join().unwrap();
         tb.join().unwrap();
-        match poll_once(c.as_mut()) {
-            Poll::Ready(permit) => drop(permit.unwrap()),
-            Poll::Pending => panic!("the permit did not reach the last waiter"),
-        }
-        drop(c);
+        assert_served(c);
         assert_all_back(&sem, 1);
     });
 }

@@ -45,6 +45,15 @@ pub fn queued(sem: &Arc<Semaphore>, n: usize) -> Pin<Box<AcquireOwned>> {
     fut
 }
 
+/// Polls a queued acquire once and expects its permits, because every call that could serve it
+/// has returned; drops them.
+pub fn assert_served(mut fut: Pin<Box<AcquireOwned>>) {
+    match poll_once(fut.as_mut()) {
+        Poll::Ready(permit) => drop(permit.unwrap()),
+        Poll::Pending => panic!("the permits did not reach the waiter"),
+    }
+}
+
 /// Everything returned: no waiter left, all permits free.
 pub fn assert_all_back(sem: &Semaphore, total: usize) {
     assert_eq!(sem.total_permits(), total, "total changed");
