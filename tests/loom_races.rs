@@ -79,8 +79,8 @@ fn wake_bound_vs_enqueue_drop_loop() {
 }
 
 /// The holder's batch stays empty (a partial assignment) while a thread loops enqueue-and-drop
-/// three times: one call runs at most `REQUEST_PASSES` (2) passes for those requests, counted
-/// across the tenures of the call (so giving the role back and taking it again at once does not
+/// three times: one call runs at most `REQUEST_PASSES` (2) passes in a row for those requests
+/// (a deposit or a close starts a new run), counted across the tenures of the call (so giving the role back and taking it again at once does not
 /// escape the bound), then leaves them on the stack; the droppers run the passes their cancels
 /// need themselves. Some schedule must reach the bound, or the check would be vacuous.
 #[test]

@@ -28,7 +28,8 @@ impl PassStats {
         self.max_request_passes.fetch_max(n, Relaxed);
     }
 
-    /// (passes started with an unwoken waker, most request-only passes in one tenure).
+    /// (passes started with an unwoken waker, the longest run of request-only passes in one
+    /// `run_handoff` call).
     pub(crate) fn snapshot(&self) -> (usize, usize) {
         (
             self.passes_with_unwoken.load(Relaxed),
@@ -38,9 +39,10 @@ impl PassStats {
 }
 
 /// The helping-bound counter of one `run_handoff` call: passes in a row since the last pass
-/// that took a deposit (that pass included), carried across the call's tenures so that giving
-/// the role back and taking it again at once cannot hide extra helping from the model. The
-/// bound says it never exceeds `REQUEST_PASSES`. Zero-sized and free outside loom.
+/// that had a reason other than requests to run (a deposit or a close: I10), that pass
+/// included, carried across the call's tenures so that giving the role back and taking it again
+/// at once cannot hide extra helping from the model. The helping bound says it never exceeds
+/// `REQUEST_PASSES`. Zero-sized and free outside loom.
 #[derive(Default)]
 pub(super) struct RequestPasses {
     #[cfg(loom)]
@@ -48,17 +50,24 @@ pub(super) struct RequestPasses {
 }
 
 impl RequestPasses {
-    /// A pass is about to run, taking `deposited` permits from the word: a deposit starts a new
-    /// run of passes, anything else extends it. Keeps the longest run any call had.
+    /// A pass is about to run with `pool` permits in hand and `word` the state word its holder
+    /// last read: deposits in either, or a close, start a new run of passes; anything else
+    /// extends it. Keeps the longest run any call had.
     #[inline(always)]
-    pub(super) fn pass(&mut self, sem: &super::Semaphore, deposited: usize) {
+    pub(super) fn pass(&mut self, sem: &super::Semaphore, pool: usize, word: usize) {
         #[cfg(loom)]
         {
-            self.in_a_row = if deposited != 0 { 1 } else { self.in_a_row + 1 };
+            use super::state::{permits, CLOSED};
+            let more_than_requests = pool != 0 || permits(word) != 0 || word & CLOSED != 0;
+            self.in_a_row = if more_than_requests {
+                1
+            } else {
+                self.in_a_row + 1
+            };
             sem.pass_stats.request_passes(self.in_a_row);
         }
         #[cfg(not(loom))]
-        let _ = (sem, deposited);
+        let _ = (sem, pool, word);
     }
 }
 
@@ -79,28 +88,39 @@ mod pass_stats_tests {
     }
 
     #[test]
-    fn a_deposit_starts_a_new_run_of_passes() {
+    fn a_deposit_or_a_close_starts_a_new_run_of_passes() {
+        use crate::semaphore::state::{from_permits, CLOSED, QUEUED};
         // A semaphore holds loom atomics, which exist only inside a model.
         loom::model(|| {
             let sem = crate::Semaphore::new(0);
             let mut passes = super::RequestPasses::default();
-            passes.pass(&sem, 0);
-            passes.pass(&sem, 0);
+            passes.pass(&sem, 0, QUEUED);
+            passes.pass(&sem, 0, QUEUED);
             assert_eq!(sem.loom_pass_stats().1, 2);
-            passes.pass(&sem, 3);
-            passes.pass(&sem, 0);
+            passes.pass(&sem, 0, QUEUED | from_permits(3));
+            passes.pass(&sem, 0, QUEUED);
             assert_eq!(
                 sem.loom_pass_stats().1,
                 2,
-                "a deposit must restart the count"
+                "a deposit in the word restarts the count"
             );
-            passes.pass(&sem, 0);
+            passes.pass(&sem, 2, QUEUED);
+            passes.pass(&sem, 0, QUEUED);
+            assert_eq!(
+                sem.loom_pass_stats().1,
+                2,
+                "a pool in hand restarts the count"
+            );
+            passes.pass(&sem, 0, QUEUED | CLOSED);
+            passes.pass(&sem, 0, QUEUED);
+            assert_eq!(sem.loom_pass_stats().1, 2, "a close restarts the count");
+            passes.pass(&sem, 0, QUEUED);
             assert_eq!(sem.loom_pass_stats().1, 3);
         });
     }
 
     #[test]
-    fn keeps_the_most_request_passes_of_any_tenure() {
+    fn keeps_the_longest_run_of_any_call() {
         let stats = PassStats::default();
         stats.request_passes(1);
         assert_eq!(stats.snapshot(), (0, 1));

@@ -262,7 +262,6 @@ impl Semaphore {
             me,
         };
         let mut passes = 0;
-        request_passes.pass(self, pool);
         loop {
             #[cfg(loom)]
             self.pass_stats.pass_started(!batch.is_empty());
@@ -274,6 +273,10 @@ impl Semaphore {
             // I11: the role is only ever taken with QUEUED set, and only an exit clears it, so
             // the permits taken here are deposits, never free permits someone could try_acquire.
             debug_assert!(s & QUEUED != 0, "handoff pass without QUEUED");
+            if passes == 1 {
+                // The tenure's first pass; later ones are counted where they are decided.
+                request_passes.pass(self, h.pool, s);
+            }
             while s & DIRTY != 0 || state::permits(s) != 0 {
                 let taken = state::with_permits(s, 0) & !DIRTY;
                 match self.state.compare_exchange_weak(s, taken, Acquire, Acquire) {
@@ -315,7 +318,7 @@ impl Semaphore {
                 } else if batch.is_empty() && (!dirty || passes < REQUEST_PASSES) {
                     // Deposits (or, within the budget, requests) arrived and nobody awaits a
                     // wake from us: another pass.
-                    request_passes.pass(self, state::permits(s));
+                    request_passes.pass(self, h.pool, s);
                     break;
                 } else {
                     // Give the role back first: a granted waiter is woken before any further

@@ -537,8 +537,8 @@ impl Semaphore {
 /// Model-only statistics (not part of the API).
 #[cfg(loom)]
 impl Semaphore {
-    /// `(passes started while a granted waiter was not yet woken, most passes one handoff
-    /// tenure ran while no permit was deposited)`: the wake and helping bounds (DESIGN.md §5).
+    /// `(passes started while a granted waiter was not yet woken, the longest run of passes one
+    /// handoff call ran for requests alone)`: the wake and helping bounds (DESIGN.md §5).
     #[doc(hidden)]
     pub fn loom_pass_stats(&self) -> (usize, usize) {
         self.pass_stats.snapshot()
