@@ -120,6 +120,21 @@ mod pass_stats_tests {
     }
 
     #[test]
+    fn a_lone_request_pass_counts_one() {
+        use core::future::Future;
+        use core::task::{Context, Waker};
+        loom::model(|| {
+            let sem = crate::Semaphore::new(0);
+            let mut acquire = std::boxed::Box::pin(sem.acquire());
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(acquire.as_mut().poll(&mut cx).is_pending());
+            // The enqueue left its request on the stack; the cancel runs one pass for it alone.
+            drop(acquire);
+            assert_eq!(sem.loom_pass_stats().1, 1);
+        });
+    }
+
+    #[test]
     fn keeps_the_longest_run_of_any_call() {
         let stats = PassStats::default();
         stats.request_passes(1);
